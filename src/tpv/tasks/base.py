@@ -54,9 +54,13 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
-            raise TaskError(f"task {self.name!r}: unknown metric {self.metric!r}; use one of {METRICS}")
+            raise TaskError(
+                f"task {self.name!r}: unknown metric {self.metric!r}; use one of {METRICS}"
+            )
         if len(self.labels) < 2:
-            raise TaskError(f"task {self.name!r}: needs at least two labels, got {list(self.labels)}")
+            raise TaskError(
+                f"task {self.name!r}: needs at least two labels, got {list(self.labels)}"
+            )
         if len(set(self.labels)) != len(self.labels):
             raise TaskError(f"task {self.name!r}: label words repeat: {list(self.labels)}")
         if not self.input_fields:

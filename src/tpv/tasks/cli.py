@@ -1,0 +1,128 @@
+"""`tpv tasks`: list the registered tasks and show one in detail. Thin: calls tpv.tasks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import SPLITS, STYLES, TaskError, get_task, task_entries
+from .base import class_counts
+
+app = typer.Typer(
+    help="Tasks: the paper's datasets, the offline suite and your own data files.\n\n"
+    "Example: tpv tasks show rotten_tomatoes",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+def _entry_row(entry) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": entry.name, "role": entry.role, "summary": entry.summary}
+    if entry.supported:
+        task = get_task(entry.name)  # cheap: data loads only on first split()
+        row.update(labels=list(task.labels), metric=task.metric, supported=True)
+    else:
+        row.update(labels=[], metric=None, supported=False, unsupported=entry.unsupported)
+    return row
+
+
+def _short(labels: list[str], limit: int = 60) -> str:
+    text = ", ".join(labels)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@app.command("list")
+def list_command(
+    role: str = typer.Option(None, help="Only this role, e.g. 'offline source'."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List registered tasks: name, role, label words, metric.
+
+    Example: tpv tasks list --role "offline target"
+    """
+    rows = [_entry_row(e) for e in task_entries() if role is None or e.role == role]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="tpv tasks")
+    wide = console.width >= 120  # the data column only where it fits
+    table.add_column("name", no_wrap=True)
+    table.add_column("role", no_wrap=True)
+    table.add_column("labels")
+    table.add_column("metric", no_wrap=True)
+    if wide:
+        table.add_column("data")
+    for r in rows:
+        labels = _short(r["labels"]) if r["supported"] else "[dim]generation: not yet supported"
+        cells = [r["name"], r["role"], labels, r["metric"] or "-"]
+        table.add_row(*cells, *([r["summary"]] if wide else []))
+    console.print(table)
+
+
+def _show_data(name: str, split: str, index: int) -> dict[str, Any]:
+    task = get_task(name)
+    info = task.describe()
+    sizes, counts = {}, {}
+    for s in SPLITS:
+        rows = task.split(s)
+        sizes[s] = len(rows)
+        counts[s] = dict(zip(task.labels, class_counts(rows, len(task.labels)), strict=True))
+    rows = task.split(split)
+    if not rows:
+        raise TaskError(f"split {split!r} of {task.name!r} is empty")
+    example = rows[min(index, len(rows) - 1)]
+    info.update(
+        sizes=sizes,
+        class_counts=counts,
+        example={
+            "split": split,
+            "fields": example.fields,
+            "target": task.target(example),
+            **{f"render_{style}": task.render(example, style) for style in STYLES},
+        },
+    )
+    return info
+
+
+@app.command("show")
+def show_command(
+    name: str = typer.Argument(..., help="A task name from `tpv tasks list`, or a data file."),
+    split: str = typer.Option("train", help="Split to take the example from."),
+    index: int = typer.Option(0, help="Which example of that split to render."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Show a task: fields, label words, split sizes and class counts, one rendered example.
+
+    Loads the task's data (the offline suite builds and caches it on first use).
+
+    Example: tpv tasks show rotten_tomatoes --split test --index 3
+    """
+    try:
+        info = _show_data(name, split, index)
+    except TaskError as e:
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        raise typer.Exit(1) from e
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        return
+    console.print(f"[bold]{info['name']}[/bold]  {info['description']}")
+    console.print(f"source: {info['source']}")
+    console.print(f"input fields: {', '.join(info['input_fields'])}")
+    console.print(f"labels: {', '.join(info['labels'])}   metric: {info['metric']}")
+    table = Table(title="splits")
+    table.add_column("split")
+    table.add_column("rows", justify="right")
+    table.add_column("class counts", overflow="fold")
+    for s in SPLITS:
+        counts = ", ".join(f"{k} {v}" for k, v in info["class_counts"][s].items())
+        table.add_row(s, str(info["sizes"][s]), counts)
+    console.print(table)
+    ex = info["example"]
+    for style in STYLES:
+        console.print(f"[bold]{style} input[/bold] ({ex['split']}):", markup=True)
+        console.print(ex[f"render_{style}"], markup=False, highlight=False)
+    console.print(f"[bold]target:[/bold] {ex['target']}")
