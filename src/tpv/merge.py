@@ -1,0 +1,405 @@
+"""Ways to combine task prompt vectors into one, plus searches for their coefficients.
+
+Every method takes a list of TaskPromptVectors and returns one TaskPromptVector whose name
+reads like the combination ("0.5 * (mnli + qnli)", "ties(mnli, qnli; density=0.2)") and
+whose record says the method and its parameters, so a result can be rebuilt from its file.
+
+    from tpv import merge
+    tau = merge.ties([mnli, qnli, sst2], density=0.2, lam=0.8)
+    best = merge.search_lambda(lambda lam: score(merge.task_sum(vs, lam).apply(origin)))
+
+All arithmetic is in float64 (the vectors' dtype).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+
+from tpv.vectors import TaskPromptVector, _check_compatible, _paren
+
+# The paper's lambda grid 0, 0.05, ..., 1.0, rounded so 0.35 is 0.35 (not 0.35000000000000003).
+PAPER_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _as_list(vectors: Iterable[TaskPromptVector], method: str) -> list[TaskPromptVector]:
+    if isinstance(vectors, TaskPromptVector):
+        raise TypeError(f"{method}: expected a list of TaskPromptVectors, got a single vector")
+    vs = list(vectors)
+    if not vs:
+        raise ValueError(f"{method}: needs at least one vector, got an empty list")
+    for i, v in enumerate(vs):
+        if not isinstance(v, TaskPromptVector):
+            raise TypeError(f"{method}: item {i} is a {type(v).__name__}, not a TaskPromptVector")
+    for v in vs[1:]:
+        _check_compatible(vs[0], v)
+    return vs
+
+
+def _finite(x: float, what: str, method: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise ValueError(f"{method}: {what} must be a finite number, got {x!r}")
+    return float(x)
+
+
+def _fraction(x: float, what: str, method: str, *, allow_zero: bool, allow_one: bool) -> float:
+    x = _finite(x, what, method)
+    lo_ok = x >= 0 if allow_zero else x > 0
+    hi_ok = x <= 1 if allow_one else x < 1
+    if not (lo_ok and hi_ok):
+        interval = ("[0" if allow_zero else "(0") + ", 1" + ("]" if allow_one else ")")
+        raise ValueError(f"{method}: {what} must be in {interval}, got {x}")
+    return x
+
+
+def _result(
+    tensor: torch.Tensor,
+    vectors: list[TaskPromptVector],
+    name: str,
+    method: str,
+    params: dict[str, Any],
+) -> TaskPromptVector:
+    tasks = tuple(dict.fromkeys(t for v in vectors for t in v.tasks))
+    origin_ids = tuple(dict.fromkeys(o for v in vectors for o in v.origin_ids))
+    return TaskPromptVector(
+        tensor=tensor,
+        model=vectors[0].model,
+        name=name,
+        tasks=tasks,
+        origin_ids=origin_ids,
+        record={"method": method, "params": params, "inputs": [v.name for v in vectors]},
+    )
+
+
+def _scaled_name(lam: float, inner: str, *, call: bool = False) -> str:
+    """ "0.5 * (a + b)"; a call form like "ties(a, b; ...)" needs no parentheses."""
+    if lam == 1:
+        return inner
+    return f"{lam:g} * {inner if call else _paren(inner)}"
+
+
+def _call_name(method: str, vectors: list[TaskPromptVector], **params: Any) -> str:
+    args = ", ".join(v.name for v in vectors)
+    extra = ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
+    return f"{method}({args}; {extra})" if extra else f"{method}({args})"
+
+
+def _stack(vectors: list[TaskPromptVector]) -> torch.Tensor:
+    return torch.stack([v.tensor.to(torch.float64) for v in vectors])
+
+
+def _trim(t: torch.Tensor, density: float) -> torch.Tensor:
+    """Keep the round(density * n) largest-magnitude entries (at least one) of one tensor.
+
+    Entries tied with the k-th largest magnitude are all kept: deterministic, and no arbitrary
+    choice between equal entries (so a little more than k may survive).
+    """
+    n = t.numel()
+    k = min(n, max(1, round(density * n)))
+    if k == n:
+        return t.clone()
+    mags = t.abs().flatten()
+    threshold = torch.topk(mags, k, sorted=True).values[-1]
+    return torch.where(t.abs() >= threshold, t, torch.zeros_like(t))
+
+
+def _elect_and_merge(stacked: torch.Tensor) -> torch.Tensor:
+    """TIES steps 2-3: elect a sign per entry, then average the entries that agree with it."""
+    elected = torch.sign(stacked.sum(dim=0))  # sign of the total = side with more mass
+    agree = (torch.sign(stacked) == elected) & (stacked != 0)
+    count = agree.sum(dim=0)
+    total = torch.where(agree, stacked, torch.zeros_like(stacked)).sum(dim=0)
+    # No agreeing entry (elected sign 0, or all trimmed away): the merged entry is 0.
+    return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+
+
+# --- methods ---------------------------------------------------------------------------------
+def task_sum(vectors: Sequence[TaskPromptVector], lam: float = 1.0) -> TaskPromptVector:
+    """The paper's combination: lam * sum_i tau_i."""
+    vs = _as_list(vectors, "task_sum")
+    lam = _finite(lam, "lam", "task_sum")
+    tensor = lam * _stack(vs).sum(dim=0)
+    name = _scaled_name(lam, " + ".join(_paren(v.name) for v in vs))
+    return _result(tensor, vs, name, "task_sum", {"lam": lam})
+
+
+def weighted(vectors: Sequence[TaskPromptVector], weights: Sequence[float]) -> TaskPromptVector:
+    """sum_i w_i tau_i, one weight per vector."""
+    vs = _as_list(vectors, "weighted")
+    ws = list(weights)
+    if len(ws) != len(vs):
+        raise ValueError(f"weighted: got {len(ws)} weight(s) for {len(vs)} vector(s)")
+    ws = [_finite(w, f"weight {i}", "weighted") for i, w in enumerate(ws)]
+    coef = torch.tensor(ws, dtype=torch.float64).view(-1, 1, 1)
+    tensor = (coef * _stack(vs)).sum(dim=0)
+    name = " + ".join(f"{w:g} * {_paren(v.name)}" for w, v in zip(ws, vs, strict=True))
+    return _result(tensor, vs, name, "weighted", {"weights": ws})
+
+
+def mean(vectors: Sequence[TaskPromptVector]) -> TaskPromptVector:
+    """(1/n) sum_i tau_i."""
+    vs = _as_list(vectors, "mean")
+    return _result(_stack(vs).mean(dim=0), vs, _call_name("mean", vs), "mean", {})
+
+
+def magnitude_prune(vector: TaskPromptVector, density: float) -> TaskPromptVector:
+    """Keep the `density` fraction of entries largest in magnitude; zero the rest."""
+    (v,) = _as_list([vector], "magnitude_prune")
+    density = _fraction(density, "density", "magnitude_prune", allow_zero=False, allow_one=True)
+    name = _call_name("prune", [v], density=density)
+    return _result(_trim(v.tensor, density), [v], name, "magnitude_prune", {"density": density})
+
+
+def ties(
+    vectors: Sequence[TaskPromptVector], density: float = 0.2, lam: float = 1.0
+) -> TaskPromptVector:
+    """TIES-merging (Yadav et al. 2023): trim, elect sign, disjoint mean, scale by lam.
+
+    1. trim each vector to its top-`density` fraction of entries by magnitude;
+    2. elect a sign per entry: the sign of the sum of the trimmed values;
+    3. per entry, average only the trimmed values whose sign matches the elected one.
+    """
+    vs = _as_list(vectors, "ties")
+    density = _fraction(density, "density", "ties", allow_zero=False, allow_one=True)
+    lam = _finite(lam, "lam", "ties")
+    trimmed = torch.stack([_trim(v.tensor, density) for v in vs])
+    tensor = lam * _elect_and_merge(trimmed)
+    name = _scaled_name(lam, _call_name("ties", vs, density=density), call=True)
+    return _result(tensor, vs, name, "ties", {"density": density, "lam": lam})
+
+
+def dare_masks(shape: Sequence[int], n: int, drop: float, seed: int) -> list[torch.Tensor]:
+    """The keep-masks DARE uses: one seeded torch.Generator, one float64 uniform draw per
+    vector in order; an entry survives where its draw is >= drop (so with probability 1-drop).
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    return [torch.rand(tuple(shape), generator=gen, dtype=torch.float64) >= drop for _ in range(n)]
+
+
+def dare(
+    vectors: Sequence[TaskPromptVector],
+    drop: float = 0.9,
+    seed: int = 0,
+    lam: float = 1.0,
+    then: str = "sum",
+) -> TaskPromptVector:
+    """DARE (Yu et al. 2023): drop each entry with probability `drop`, rescale the survivors
+    by 1/(1-drop) (so each vector is unchanged in expectation), then combine.
+
+    then="sum": lam * sum of the rescaled vectors.  then="ties": TIES sign election and
+    disjoint mean on the rescaled vectors (DARE replaces TIES's magnitude trim), times lam.
+    drop=1 would drop everything and divide by zero, so drop must be in [0, 1).
+    """
+    vs = _as_list(vectors, "dare")
+    drop = _fraction(drop, "drop", "dare", allow_zero=True, allow_one=False)
+    lam = _finite(lam, "lam", "dare")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"dare: seed must be an integer, got {seed!r}")
+    if then not in ("sum", "ties"):
+        raise ValueError(f"dare: then must be 'sum' or 'ties', got {then!r}")
+    masks = dare_masks(vs[0].shape, len(vs), drop, seed)
+    zero = torch.zeros(vs[0].shape, dtype=torch.float64)
+    kept = torch.stack(
+        [torch.where(m, v.tensor / (1.0 - drop), zero) for m, v in zip(masks, vs, strict=True)]
+    )
+    merged = kept.sum(dim=0) if then == "sum" else _elect_and_merge(kept)
+    name = _scaled_name(lam, _call_name("dare", vs, drop=drop, seed=seed, then=then), call=True)
+    params = {"drop": drop, "seed": seed, "lam": lam, "then": then}
+    return _result(lam * merged, vs, name, "dare", params)
+
+
+def norm_matched_sum(vectors: Sequence[TaskPromptVector], lam: float = 1.0) -> TaskPromptVector:
+    """Scale each vector to the mean norm of the inputs, then lam * sum.
+
+    Keeps one large vector (e.g. a task tuned longer) from drowning the others. A zero
+    vector has no direction to scale, so it stays zero (it still counts in the mean norm).
+    """
+    vs = _as_list(vectors, "norm_matched_sum")
+    lam = _finite(lam, "lam", "norm_matched_sum")
+    stacked = _stack(vs)
+    norms = stacked.flatten(1).norm(dim=1)
+    target = norms.mean()
+    scale = torch.where(norms > 0, target / norms.clamp(min=torch.finfo(torch.float64).tiny), 0.0)
+    tensor = lam * (scale.view(-1, 1, 1) * stacked).sum(dim=0)
+    name = _scaled_name(lam, _call_name("normsum", vs), call=True)
+    params = {"lam": lam, "target_norm": float(target), "scales": scale.tolist()}
+    return _result(tensor, vs, name, "norm_matched_sum", params)
+
+
+def orthogonalized_sum(vectors: Sequence[TaskPromptVector], lam: float = 1.0) -> TaskPromptVector:
+    """Gram-Schmidt on the flattened vectors in the given order, then lam * sum.
+
+    The first vector is kept whole; each later one keeps only its part orthogonal to the
+    earlier ones (not renormalised), so shared directions are counted once. Order matters.
+    """
+    vs = _as_list(vectors, "orthogonalized_sum")
+    lam = _finite(lam, "lam", "orthogonalized_sum")
+    basis: list[torch.Tensor] = []
+    parts = []
+    for v in vs:
+        r = v.tensor.flatten().to(torch.float64).clone()
+        original = float(r.norm())
+        # Modified Gram-Schmidt: project out each earlier direction from the running residual.
+        for u in basis:
+            r -= (r @ u) * u
+        # A residual at rounding level means v lay in the span of earlier vectors: drop it
+        # rather than let noise become a new direction.
+        if float(r.norm()) <= 1e-12 * max(original, 1.0) or original == 0:
+            r = torch.zeros_like(r)
+        else:
+            basis.append(r / r.norm())
+        parts.append(r)
+    tensor = lam * torch.stack(parts).sum(dim=0).view(vs[0].shape)
+    name = _scaled_name(lam, _call_name("orthsum", vs), call=True)
+    return _result(tensor, vs, name, "orthogonalized_sum", {"lam": lam})
+
+
+# --- coefficient search ----------------------------------------------------------------------
+class SearchResult(NamedTuple):
+    """best: the chosen lam (or weights); history: every (point, score) evaluated, in order."""
+
+    best: Any
+    history: list[tuple[Any, float]]
+
+    @property
+    def best_score(self) -> float:
+        return dict(self.history)[self.best]
+
+
+def _better(score: float, point: Any, best_score: float, best_point: Any) -> bool:
+    """Higher score wins; NaN never wins; an exact tie goes to the smaller point."""
+    if math.isnan(score):
+        return False
+    if best_point is None or math.isnan(best_score) or score > best_score:
+        return True
+    return score == best_score and point < best_point
+
+
+def search_lambda(
+    evaluate: Callable[[float], float], grid: Sequence[float] | None = None
+) -> SearchResult:
+    """Evaluate every lam in `grid` (default the paper's 0, 0.05, ..., 1.0) and return the best
+    (highest score; ties go to the smaller lam) with all (lam, score) pairs.
+    """
+    points = list(dict.fromkeys(float(x) for x in (PAPER_GRID if grid is None else grid)))
+    if not points:
+        raise ValueError("search_lambda: the grid is empty")
+    history: list[tuple[float, float]] = []
+    best, best_score = None, math.nan
+    for lam in points:
+        score = float(evaluate(lam))
+        history.append((lam, score))
+        if _better(score, lam, best_score, best):
+            best, best_score = lam, score
+    if best is None:
+        raise ValueError("search_lambda: every evaluation returned NaN")
+    return SearchResult(best, history)
+
+
+def search_weights(
+    evaluate: Callable[[tuple[float, ...]], float],
+    n: int,
+    grid: Sequence[float] | None = None,
+    rounds: int = 2,
+    *,
+    start: Sequence[float] | None = None,
+    budget: int | None = None,
+) -> SearchResult:
+    """Coordinate search over per-vector weights: for each vector in turn, try every grid value
+    for its weight with the others fixed and keep the best; repeat for `rounds` passes or until
+    a pass changes nothing. Starts from all ones (the plain sum) unless `start` is given, so
+    the result never scores below the starting point on `evaluate`.
+
+    Each distinct weight tuple is evaluated once (cached); `budget` caps the number of calls to
+    `evaluate`, after which the best point seen so far is returned. Ties keep the current
+    weight (so the search stops moving; it can therefore stall where a single-axis move
+    only ties), then the smallest tuple among the tied best is returned.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"search_weights: n must be a positive integer, got {n!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"search_weights: rounds must be a positive integer, got {rounds!r}")
+    if budget is not None and budget < 1:
+        raise ValueError(f"search_weights: budget must be >= 1, got {budget}")
+    values = list(dict.fromkeys(float(x) for x in (PAPER_GRID if grid is None else grid)))
+    if not values:
+        raise ValueError("search_weights: the grid is empty")
+    current = tuple(float(x) for x in (start if start is not None else [1.0] * n))
+    if len(current) != n:
+        raise ValueError(f"search_weights: start has {len(current)} weight(s), expected {n}")
+
+    cache: dict[tuple[float, ...], float] = {}
+    history: list[tuple[tuple[float, ...], float]] = []
+
+    class _Spent(Exception):
+        pass
+
+    def score_of(w: tuple[float, ...]) -> float:
+        if w not in cache:
+            if budget is not None and len(cache) >= budget:
+                raise _Spent
+            cache[w] = float(evaluate(w))
+            history.append((w, cache[w]))
+        return cache[w]
+
+    best, best_score = current, score_of(current)
+    try:
+        for _ in range(rounds):
+            moved = False
+            for i in range(n):
+                for x in values:
+                    w = current[:i] + (x,) + current[i + 1 :]
+                    s = score_of(w)
+                    if not math.isnan(s) and (math.isnan(best_score) or s > best_score):
+                        best, best_score = w, s
+                if best != current:
+                    current, moved = best, True
+            if not moved:
+                break
+    except _Spent:
+        pass
+    # Among points with the best score seen, return the smallest (deterministic tie-break).
+    for w, s in history:
+        if _better(s, w, best_score, best):
+            best, best_score = w, s
+    return SearchResult(best, history)
+
+
+# --- registry for the CLI --------------------------------------------------------------------
+def _prune_one(vectors: Sequence[TaskPromptVector], density: float) -> TaskPromptVector:
+    vs = list(vectors)
+    if len(vs) != 1:
+        raise ValueError(f"prune: takes exactly one vector, got {len(vs)}")
+    return magnitude_prune(vs[0], density)
+
+
+METHODS: dict[str, Callable[..., TaskPromptVector]] = {
+    "sum": task_sum,
+    "weighted": weighted,
+    "mean": mean,
+    "ties": ties,
+    "dare": dare,
+    "prune": _prune_one,
+    "norm_sum": norm_matched_sum,
+    "orth_sum": orthogonalized_sum,
+}
+
+
+def combine(method: str, vectors: Sequence[TaskPromptVector], **params: Any) -> TaskPromptVector:
+    """Run a method from METHODS by name; unknown names and parameters get a clear error."""
+    if method not in METHODS:
+        raise ValueError(f"unknown combination method {method!r}; choose from {sorted(METHODS)}")
+    fn = METHODS[method]
+    try:
+        inspect.signature(fn).bind(vectors, **params)
+    except TypeError as e:
+        accepted = [p for p in inspect.signature(fn).parameters if p != "vectors"]
+        raise ValueError(f"method {method!r} takes parameters {accepted}; {e}") from None
+    return fn(vectors, **params)
