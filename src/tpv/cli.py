@@ -1,0 +1,370 @@
+"""The `tpv` command: parses arguments and calls the library (every command has a Python twin)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Task prompt vectors: tune soft prompts, subtract origins, add vectors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+vector_app = typer.Typer(help="Inspect prompts, origins and vectors.", no_args_is_help=True)
+assets_app = typer.Typer(
+    help="Install-time assets (corpora archives, the embedded model cache).", no_args_is_help=True
+)
+app.add_typer(vector_app, name="vector")
+app.add_typer(assets_app, name="assets")
+console = Console()
+STATE = {"debug": False}
+
+ModelOpt = Annotated[
+    str | None, typer.Option(help="Hub id, local dir or .gguf; default: embedded SmolLM2.")
+]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option(help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    STATE["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "accelerate"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _emit(obj: dict, as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+        return
+    table = Table(title=title, show_header=False)
+    for k, v in obj.items():
+        table.add_row(str(k), json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v))
+    console.print(table)
+
+
+# --- vectors ---------------------------------------------------------------------------------
+@vector_app.command("info")
+def vector_info(
+    path: Annotated[Path, typer.Argument(help="A .safetensors file or a run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print metadata, shape and norm of an origin, prompt or vector.
+
+    Example: tpv vector info runs/rt/vector.safetensors
+    """
+    from tpv.vectors import load
+
+    obj = load(path)
+    info = {"path": str(path), **obj.metadata(), "shape": list(obj.shape), "norm": obj.norm()}
+    _emit(info, as_json, f"{obj.kind} {path}")
+
+
+# --- training and evaluation -----------------------------------------------------------------
+@app.command("train")
+def train_cmd(
+    task: Annotated[str, typer.Option(help="Registered task name or a CSV/JSONL/TOML task file.")],
+    out: Annotated[Path, typer.Option(help="Run directory.")],
+    model: ModelOpt = None,
+    origin_seed: Annotated[int, typer.Option(help="Seed of the origin (initialisation).")] = 0,
+    origin_strategy: Annotated[str, typer.Option(help="vocab | uniform | text")] = "vocab",
+    tokens: Annotated[int, typer.Option(help="Number of virtual tokens P.")] = 50,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 300,
+    batch_size: int = 8,
+    grad_accum: int = 1,
+    lr: float = 0.3,
+    weight_decay: float = 1e-5,
+    schedule: Annotated[str, typer.Option(help="linear | cosine | constant")] = "linear",
+    warmup_ratio: float = 0.1,
+    eval_every: int = 100,
+    eval_examples: Annotated[
+        int, typer.Option(help="Validation examples per evaluation (0: all).")
+    ] = 200,
+    test_examples: Annotated[int, typer.Option(help="Test examples (0: all).")] = 0,
+    patience: Annotated[
+        int, typer.Option(help="Stop after this many evaluations without gain (0: never).")
+    ] = 0,
+    shots: Annotated[
+        int, typer.Option(help="Few-shot: k training examples per class (0: all).")
+    ] = 0,
+    shots_seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the data order.")] = 0,
+    init: Annotated[
+        list[str] | None,
+        typer.Option(help="Start from a prompt, or origin + sum of vectors (repeat)."),
+    ] = None,
+    init_coef: Annotated[
+        float, typer.Option(help="Lambda applied to the summed --init vectors.")
+    ] = 1.0,
+    scorer: Annotated[str, typer.Option(help="rank | generate")] = "rank",
+    max_input_tokens: int = 256,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.safetensors.")] = False,
+    test_init: Annotated[
+        bool, typer.Option(help="Also score the starting prompt on test.")
+    ] = False,
+) -> None:
+    """Tune a soft prompt on a frozen model; writes origin, prompt, vector and metrics to OUT.
+
+    Example: tpv train --task rotten_tomatoes --tokens 20 --steps 60 --out runs/rt
+    """
+    from tpv.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        task=task,
+        out=str(out),
+        model=model,
+        num_tokens=tokens,
+        origin_seed=origin_seed,
+        origin_strategy=origin_strategy,
+        init=list(init or []),
+        init_coef=init_coef,
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        warmup_ratio=warmup_ratio,
+        max_steps=steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        eval_every=eval_every,
+        eval_examples=eval_examples or None,
+        test_examples=test_examples or None,
+        patience=patience or None,
+        scorer=scorer,
+        max_input_tokens=max_input_tokens,
+        seed=seed,
+        shots=shots or None,
+        shots_seed=shots_seed,
+        test_init=test_init,
+    )
+    m = train(cfg, resume=resume)
+    console.print(
+        f"[bold]{m['task']}[/]: best validation {m['best_val']:.4f} at step {m['best_step']}"
+        + (f", test {m['test']['metric']} {m['test']['score']:.4f}" if "test" in m else "")
+        + f"  -> {out}"
+    )
+
+
+@app.command("eval")
+def eval_cmd(
+    task: Annotated[str, typer.Option(help="Registered task name or a task file.")],
+    prompt: Annotated[Path, typer.Option(help="A prompt or origin file (or a run directory).")],
+    model: ModelOpt = None,
+    split: str = "test",
+    scorer: Annotated[str, typer.Option(help="rank | generate")] = "rank",
+    max_examples: Annotated[int, typer.Option(help="Cap on examples (0: all).")] = 0,
+    batch_size: int = 32,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Score a prompt on a task split.
+
+    Example: tpv eval --task rotten_tomatoes --prompt runs/rt/prompt.safetensors --scorer generate
+    """
+    from tpv.backbone import Backbone
+    from tpv.evaluate import evaluate
+    from tpv.tasks import get_task
+    from tpv.vectors import load
+
+    p = Path(prompt)
+    obj = load(p / "prompt.safetensors" if p.is_dir() else p)
+    backbone = Backbone.load(model)
+    if obj.model != backbone.name:
+        raise typer.BadParameter(
+            f"{prompt} was made for model {obj.model!r}, not {backbone.name!r}"
+        )
+    result = evaluate(
+        backbone,
+        get_task(task),
+        obj,
+        split,
+        scorer=scorer,
+        batch_size=batch_size,
+        max_examples=max_examples or None,
+    )
+    _emit(result, as_json, f"{task}/{split} ({scorer})")
+
+
+# --- combination ---------------------------------------------------------------------------
+@app.command("combine")
+def combine_cmd(
+    vectors: Annotated[list[str], typer.Argument(help="Vector files (or library names).")],
+    origin: Annotated[str, typer.Option(help="Origin file, or a seed to rebuild it for --model.")],
+    out: Annotated[Path, typer.Option(help="Where to write the prompt (.safetensors).")],
+    method: Annotated[
+        str, typer.Option(help="sum | weighted | mean | ties | dare | prune | norm_sum | orth_sum")
+    ] = "sum",
+    lam: Annotated[
+        float | None, typer.Option("--lambda", help="Scale of the combined vector.")
+    ] = None,
+    search_lambda: Annotated[
+        bool, typer.Option(help="Pick lambda on validation of --task(s).")
+    ] = False,
+    task: Annotated[
+        list[str] | None, typer.Option(help="Tasks whose mean validation score picks lambda.")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Method parameter k=v (repeat), e.g. density=0.2.")
+    ] = None,
+    tokens: Annotated[int, typer.Option(help="P when --origin is a seed.")] = 50,
+    model: ModelOpt = None,
+    eval_examples: int = 200,
+) -> None:
+    """Combine task prompt vectors and apply them to an origin; writes a prompt.
+
+    Example: tpv combine runs/rt/vector.safetensors runs/tw/vector.safetensors \
+        --origin runs/rt/origin.safetensors --method ties --param density=0.2 \\
+        --lambda 0.8 --out mt.safetensors
+    """
+    from tpv import merge
+    from tpv.vectors import Origin, load
+
+    vs = [load(_resolve(v)) for v in vectors]
+    params = dict(_parse_param(p) for p in param or [])
+    combined = merge.combine(method, vs, **params)
+    backbone = None
+    if origin.isdigit():
+        from tpv.backbone import Backbone
+
+        backbone = Backbone.load(model)
+        o = backbone.make_origin(tokens, int(origin))
+    else:
+        o = Origin.load(_resolve(origin))
+    if search_lambda:
+        if not task:
+            raise typer.BadParameter("--search-lambda needs at least one --task")
+        from tpv.backbone import Backbone
+        from tpv.evaluate import Evaluator
+        from tpv.tasks import get_task
+
+        backbone = backbone or Backbone.load(model)
+        evs = [
+            Evaluator(backbone, t, t.split("validation")[:eval_examples])
+            for t in map(get_task, task)
+        ]
+        res = merge.search_lambda(
+            lambda x: sum(ev(combined.apply(o, x))["score"] for ev in evs) / len(evs)
+        )
+        lam = res.best
+        console.print(f"lambda {lam} (mean validation {dict(res.history)[lam]:.4f})")
+    prompt = combined.apply(o, 1.0 if lam is None else lam)
+    path = prompt.save(out)
+    console.print(f"{prompt.name} -> {path}")
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise typer.BadParameter(f"--param {text!r}: expected key=value")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _resolve(ref: str) -> str:
+    """A path, or a name in the local library when that module is present."""
+    if Path(ref).exists():
+        return ref
+    try:
+        from tpv.library import resolve
+    except ImportError:
+        return ref
+    return str(resolve(ref))
+
+
+# --- assets and demo -------------------------------------------------------------------------
+@assets_app.command("fetch")
+def assets_fetch() -> None:
+    """Fetch the VADER corpus sdist and de-quantise the embedded model once (cached).
+
+    Example: tpv assets fetch
+    """
+    from tpv.backbone import embedded_model_dir
+    from tpv.tasks.assets import ensure_vader_sdist
+
+    console.print(f"VADER corpora: {ensure_vader_sdist()}")
+    console.print(f"embedded model: {embedded_model_dir()}")
+
+
+@app.command("demo")
+def demo_cmd(
+    task: Annotated[str, typer.Option(help="Offline task to tune on.")] = "rotten_tomatoes",
+    steps: int = 50,
+    tokens: int = 20,
+    batch_size: int = 8,
+    test_examples: int = 200,
+    out: Path = Path("runs/demo"),
+) -> None:
+    """Tune a real prompt on the embedded SmolLM2 and real data; print before/after.
+
+    Example: tpv demo --steps 50
+    """
+    from tpv.demo import run_demo
+
+    run_demo(
+        task=task,
+        steps=steps,
+        tokens=tokens,
+        batch_size=batch_size,
+        test_examples=test_examples,
+        out=out,
+        console=console,
+    )
+
+
+def _mount_optional() -> None:
+    """Sub-commands whose modules may grow independently."""
+    try:
+        from tpv.tasks.cli import app as tasks_app
+
+        app.add_typer(tasks_app, name="tasks")
+    except ImportError:  # pragma: no cover - only while the module is absent
+        pass
+    from tpv.library_cli import library_app, peft_app
+
+    app.add_typer(library_app, name="library")
+    app.add_typer(peft_app, name="peft")
+    from tpv.experiments.cli import app as experiment_app
+
+    app.add_typer(experiment_app, name="experiment")
+
+
+_mount_optional()
+
+
+def main() -> None:
+    from tpv.backbone import BackboneError
+    from tpv.tasks.base import TaskError
+    from tpv.vectors import FormatError, IncompatibleError
+
+    try:
+        app()
+    except (
+        FormatError,
+        IncompatibleError,
+        TaskError,
+        BackboneError,
+        ValueError,
+        FileNotFoundError,
+    ) as e:
+        if STATE["debug"]:
+            raise
+        console.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Scoring a prompt on a task split: rank classification or greedy generation, then metrics.
+
+rank: score every label word's tokens after the prompt and input and pick the best; never an
+      invalid answer, one forward per batch for single-token labels.
+generate: greedy decoding of at most `max_new_tokens`, case-insensitive match against the label
+      words (the paper's protocol); text matching no label counts as wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import torch
+
+from tpv import metrics
+from tpv.backbone import Backbone
+from tpv.data import Encoded, Encoder, batches
+from tpv.prompted import PromptedModel
+from tpv.tasks.base import Example, Task
+from tpv.vectors import Origin, SoftPrompt
+
+log = logging.getLogger(__name__)
+SCORERS = ("rank", "generate")
+
+
+def prompt_tensor(prompt) -> torch.Tensor:
+    if isinstance(prompt, (SoftPrompt, Origin)):
+        return prompt.tensor
+    if isinstance(prompt, torch.Tensor):
+        return prompt
+    raise TypeError(f"expected a SoftPrompt, Origin or tensor, got {type(prompt).__name__}")
+
+
+class Evaluator:
+    """Evaluates many prompts on one set of examples, tokenising them once."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        task: Task,
+        examples: Sequence[Example],
+        *,
+        scorer: str = "rank",
+        batch_size: int = 32,
+        max_input_tokens: int = 256,
+        max_new_tokens: int = 16,
+        encoder: Encoder | None = None,
+    ):
+        if scorer not in SCORERS:
+            raise ValueError(f"unknown scorer {scorer!r}; use one of {SCORERS}")
+        if not examples:
+            raise ValueError(f"task {task.name!r}: no examples to evaluate")
+        self.backbone, self.task, self.scorer = backbone, task, scorer
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.encoder = encoder or Encoder(backbone, task, max_input_tokens)
+        self.items: list[Encoded] = self.encoder.encode_all(examples)
+        self.seq2seq = backbone.is_encoder_decoder
+
+    def __call__(self, prompt, model: PromptedModel | None = None) -> dict:
+        """Metrics of `prompt` (SoftPrompt, Origin or tensor), or of `model`'s current prompt."""
+        if model is None:
+            model = PromptedModel(self.backbone, prompt_tensor(prompt))
+        start = time.perf_counter()
+        n = len(self.items)
+        pred = [metrics.INVALID] * n
+        pred_values = [0.0] * n
+        device = model.prompt.device
+        for idx, batch in batches(self.items, self.batch_size, model.pad_id, self.seq2seq):
+            batch = batch.to(device)
+            if self.scorer == "rank":
+                chosen = model.score_labels(batch, self.encoder.label_ids).argmax(-1).tolist()
+                texts = None
+            else:
+                out = model.generate(batch, self.max_new_tokens)
+                texts = self.encoder.tok.batch_decode(out, skip_special_tokens=True)
+                chosen = [self._match(t) for t in texts]
+            for j, i in enumerate(idx):
+                pred[i] = chosen[j]
+                if self.task.metric == "pearson_spearman":
+                    pred_values[i] = self._value(chosen[j], texts[j] if texts else None)
+        seconds = time.perf_counter() - start
+        gold = [it.label for it in self.items]
+        gold_values = [it.value if it.value is not None else 0.0 for it in self.items]
+        result = metrics.compute(
+            self.task.metric,
+            pred,
+            gold,
+            len(self.task.labels),
+            pred_values if self.task.metric == "pearson_spearman" else None,
+            gold_values if self.task.metric == "pearson_spearman" else None,
+        )
+        result.update(scorer=self.scorer, seconds=seconds, examples_per_s=n / max(seconds, 1e-9))
+        return result
+
+    def _match(self, text: str) -> int:
+        t = text.strip().lower()
+        for i, word in enumerate(self.task.labels):
+            if t == word.lower():
+                return i
+        return metrics.INVALID
+
+    def _value(self, chosen: int, text: str | None) -> float:
+        if chosen != metrics.INVALID:
+            return self.task.label_value(chosen)
+        try:
+            return float(text.strip()) if text else 0.0
+        except ValueError:
+            return 0.0
+
+
+def evaluate(
+    backbone: Backbone,
+    task: Task,
+    prompt,
+    split: str = "test",
+    *,
+    scorer: str = "rank",
+    batch_size: int = 32,
+    max_examples: int | None = None,
+    max_input_tokens: int = 256,
+    max_new_tokens: int = 16,
+) -> dict:
+    """Score one prompt on one split of a task."""
+    examples = task.split(split)
+    if max_examples is not None:
+        examples = examples[:max_examples]
+    ev = Evaluator(
+        backbone,
+        task,
+        examples,
+        scorer=scorer,
+        batch_size=batch_size,
+        max_input_tokens=max_input_tokens,
+        max_new_tokens=max_new_tokens,
+    )
+    result = ev(prompt)
+    result.update(task=task.name, split=split)
+    log.info(
+        "%s/%s %s: %s=%.4f (%d examples, %.1f ex/s)",
+        task.name,
+        split,
+        scorer,
+        result["metric"],
+        result["score"],
+        result["n"],
+        result["examples_per_s"],
+    )
+    return result

@@ -1,0 +1,65 @@
+"""Task metrics. An invalid prediction (-1: generation matched no label) always counts as wrong."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+INVALID = -1
+
+
+def accuracy(pred: Sequence[int], gold: Sequence[int]) -> float:
+    return sum(p == g for p, g in zip(pred, gold, strict=True)) / max(len(gold), 1)
+
+
+def _f1(pred: Sequence[int], gold: Sequence[int], cls: int) -> float:
+    tp = sum(p == cls and g == cls for p, g in zip(pred, gold, strict=True))
+    fp = sum(p == cls and g != cls for p, g in zip(pred, gold, strict=True))
+    fn = sum(p != cls and g == cls for p, g in zip(pred, gold, strict=True))
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def f1_binary(pred: Sequence[int], gold: Sequence[int]) -> float:
+    """F1 of class 1 (the second label word is the positive class, as in the paper)."""
+    return _f1(pred, gold, 1)
+
+
+def f1_macro(pred: Sequence[int], gold: Sequence[int], num_labels: int) -> float:
+    return sum(_f1(pred, gold, c) for c in range(num_labels)) / num_labels
+
+
+def pearson_spearman(pred: Sequence[float], gold: Sequence[float]) -> tuple[float, float]:
+    from scipy.stats import pearsonr, spearmanr
+
+    if len(set(pred)) < 2 or len(set(gold)) < 2:
+        return 0.0, 0.0  # a constant prediction carries no correlation
+    p, s = float(pearsonr(pred, gold)[0]), float(spearmanr(pred, gold)[0])
+    return (0.0 if math.isnan(p) else p), (0.0 if math.isnan(s) else s)
+
+
+def compute(
+    metric: str,
+    pred: Sequence[int],
+    gold: Sequence[int],
+    num_labels: int,
+    pred_values: Sequence[float] | None = None,
+    gold_values: Sequence[float] | None = None,
+) -> dict:
+    """All metrics that apply, plus `score`: the task's primary metric."""
+    out = {
+        "accuracy": accuracy(pred, gold),
+        "f1_macro": f1_macro(pred, gold, num_labels),
+        "invalid": sum(p == INVALID for p in pred),
+        "n": len(gold),
+    }
+    if num_labels == 2:
+        out["f1_binary"] = f1_binary(pred, gold)
+    if metric == "pearson_spearman":
+        if pred_values is None or gold_values is None:
+            raise ValueError("pearson_spearman needs predicted and gold values")
+        out["pearson"], out["spearman"] = pearson_spearman(pred_values, gold_values)
+        out["score"] = (out["pearson"] + out["spearman"]) / 2
+    else:
+        out["score"] = out[metric]
+    out["metric"] = metric
+    return out

@@ -1,0 +1,149 @@
+"""A frozen model with a trainable soft prompt in front: loss, label scores and generation.
+
+The same prompt tensor is used for training and for every kind of evaluation, for decoder-only
+and encoder-decoder models alike (PEFT's seq2seq prompt tuning trains an encoder and a decoder
+half and generates with one; tpv has one prompt, in front of the encoder input).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tpv.backbone import Backbone
+from tpv.data import IGNORE, Batch
+
+
+class PromptedModel(nn.Module):
+    def __init__(self, backbone: Backbone, prompt: torch.Tensor):
+        super().__init__()
+        self.model = backbone.model  # frozen; a submodule so Accelerate moves it with the prompt
+        self.seq2seq = backbone.is_encoder_decoder
+        self.pad_id = int(backbone.tokenizer.pad_token_id)
+        # The prompt stays float32 even when the model runs in bf16: small updates survive.
+        self.prompt = nn.Parameter(prompt.detach().clone().float().to(backbone.device))
+        self._keep_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.prompt.shape[0])
+
+    # --- inputs -----------------------------------------------------------------------------
+    def _inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """[prompt][tokens] embeddings, the mask, and position ids that skip left padding."""
+        emb = self.model.get_input_embeddings()(input_ids)
+        B = input_ids.shape[0]
+        prompt = self.prompt.to(emb.dtype).unsqueeze(0).expand(B, -1, -1)
+        embeds = torch.cat([prompt, emb], dim=1)
+        ones = attention_mask.new_ones((B, self.num_tokens))
+        mask = torch.cat([ones, attention_mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return embeds, mask, positions
+
+    def _decoder_logits(self, input_ids, attention_mask, keep: int) -> torch.Tensor:
+        """Logits of the last `keep` positions only (the LM head is costly over a large vocab)."""
+        embeds, mask, positions = self._inputs(input_ids, attention_mask)
+        kw = {"logits_to_keep": keep} if self._keep_logits else {}
+        out = self.model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False, **kw
+        )
+        return out.logits[:, -keep:]
+
+    def _seq2seq_logits(
+        self, input_ids, attention_mask, labels, encoder_hidden=None
+    ) -> torch.Tensor:
+        embeds, mask, _ = self._inputs(input_ids, attention_mask)
+        kw = (
+            {"encoder_outputs": (encoder_hidden,)}
+            if encoder_hidden is not None
+            else {"inputs_embeds": embeds}
+        )
+        # T5 shifts `labels` right into decoder inputs itself (IGNORE becomes the pad id).
+        out = self.model(attention_mask=mask, labels=labels, use_cache=False, **kw)
+        return out.logits
+
+    # --- training ---------------------------------------------------------------------------
+    def forward(self, input_ids, attention_mask, labels) -> torch.Tensor:
+        """Per-example loss: mean cross-entropy over that example's answer tokens.
+
+        A per-example mean (then a batch mean) keeps the loss the same whether a global batch
+        is seen by one process or split across several.
+        """
+        if self.seq2seq:
+            logits = self._seq2seq_logits(input_ids, attention_mask, labels)
+        else:
+            K = labels.shape[1]
+            # Position t predicts token t+1: the K answer tokens are predicted by the K positions
+            # before the last one.
+            logits = self._decoder_logits(input_ids, attention_mask, K + 1)[:, :-1]
+        tok_loss = F.cross_entropy(
+            logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"
+        )
+        counts = (labels != IGNORE).sum(1).clamp(min=1)
+        return tok_loss.sum(1) / counts
+
+    # --- evaluation -------------------------------------------------------------------------
+    @torch.inference_mode()
+    def score_labels(self, batch: Batch, label_ids: list[tuple[int, ...]]) -> torch.Tensor:
+        """(B, C) log-probability of each label's token sequence after the prompt and input.
+
+        Single-token labels (the common case) take one forward per batch; longer labels
+        are scored as full sequences, one row per (example, label).
+        """
+        C = len(label_ids)
+        if not self.seq2seq and all(len(ids) == 1 for ids in label_ids):
+            logits = self._decoder_logits(batch.input_ids, batch.attention_mask, 1)[:, -1]
+            logp = logits.float().log_softmax(-1)
+            return logp[:, [ids[0] for ids in label_ids]]
+        B = len(batch)
+        K = max(len(ids) for ids in label_ids)
+        dev = batch.input_ids.device
+        if self.seq2seq:
+            # Encode once per example; the decoder scores every label against the same encoding.
+            embeds, mask, _ = self._inputs(batch.input_ids, batch.attention_mask)
+            hidden = self.model.get_encoder()(
+                inputs_embeds=embeds, attention_mask=mask
+            ).last_hidden_state
+            labels = torch.full((B * C, K), IGNORE, dtype=torch.long, device=dev)
+            for c, ids in enumerate(label_ids):
+                labels[c::C, : len(ids)] = torch.tensor(ids, device=dev)
+            logits = self._seq2seq_logits(
+                batch.input_ids.repeat_interleave(C, 0),
+                batch.attention_mask.repeat_interleave(C, 0),
+                labels,
+                encoder_hidden=hidden.repeat_interleave(C, 0),
+            )
+        else:
+            T = batch.input_ids.shape[1]
+            ids_rows = torch.full((B * C, T + K), self.pad_id, dtype=torch.long, device=dev)
+            mask_rows = torch.zeros((B * C, T + K), dtype=torch.long, device=dev)
+            labels = torch.full((B * C, K), IGNORE, dtype=torch.long, device=dev)
+            for c, ids in enumerate(label_ids):
+                k = len(ids)
+                # Left-pad the shorter answers so every row still ends at the last column.
+                ids_rows[c::C, K - k : K - k + T] = batch.input_ids
+                mask_rows[c::C, K - k : K - k + T] = batch.attention_mask
+                ids_rows[c::C, T + K - k :] = torch.tensor(ids, device=dev)
+                mask_rows[c::C, T + K - k :] = 1
+                labels[c::C, K - k :] = torch.tensor(ids, device=dev)
+            logits = self._decoder_logits(ids_rows, mask_rows, K + 1)[:, :-1]
+        logp = logits.float().log_softmax(-1)
+        tok = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        tok = tok.masked_fill(labels == IGNORE, 0.0)
+        return tok.sum(-1).view(B, C)
+
+    @torch.inference_mode()
+    def generate(self, batch: Batch, max_new_tokens: int = 16) -> torch.Tensor:
+        """Greedy continuation token ids (B, <= max_new_tokens) after the prompt and input."""
+        embeds, mask, _ = self._inputs(batch.input_ids, batch.attention_mask)
+        return self.model.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self.pad_id,
+        )

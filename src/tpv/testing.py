@@ -1,0 +1,144 @@
+"""Tiny models and a synthetic task, built from configs with no download.
+
+Used by the fast tests and the benchmark smoke test; handy to try the API in seconds.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from tpv.backbone import Backbone
+from tpv.tasks.base import Example, Task
+
+KEYWORDS = {"yes": ("sunny", "bright", "warm"), "no": ("rainy", "dark", "cold")}
+FILLER = tuple(f"w{i}" for i in range(40))
+SPECIAL = ("<pad>", "</s>", "<unk>", "<s>")
+TEMPLATE_WORDS = (
+    "Classify",
+    "the",
+    "text",
+    "into",
+    "labels",
+    ":",
+    ",",
+    ".",
+    "Reply",
+    "only",
+    "corresponding",
+    "label",
+    "keyword",
+    "maybe",
+    "and",
+)
+
+
+def tiny_tokenizer(chat_template: str | None = None):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = list(SPECIAL) + list(TEMPLATE_WORDS) + list(FILLER) + ["yes", "no"]
+    words += [w for ws in KEYWORDS.values() for w in ws]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        bos_token="<s>",
+    )
+    if chat_template:
+        fast.chat_template = chat_template
+    return fast
+
+
+def tiny_llama(
+    seed: int = 0, hidden: int = 64, layers: int = 2, chat_template: str | None = None
+) -> Backbone:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = tiny_tokenizer(chat_template)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        tie_word_embeddings=True,
+        # Wider than the 0.02 default: a random model that small only reacts to a
+        # soft prompt (and so can learn a task from one) with larger weights.
+        initializer_range=0.2,
+    )
+    return Backbone(LlamaForCausalLM(config).eval(), tok, name=f"tiny-llama-{seed}")
+
+
+def tiny_t5(seed: int = 0, d_model: int = 128, layers: int = 2) -> Backbone:
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=len(tok),
+        d_model=d_model,
+        d_kv=16,
+        d_ff=2 * d_model,
+        num_layers=layers,
+        num_heads=4,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+        dropout_rate=0.0,
+    )
+    return Backbone(T5ForConditionalGeneration(config).eval(), tok, name=f"tiny-t5-{seed}")
+
+
+def keyword_task(
+    n_train: int = 64,
+    n_val: int = 32,
+    n_test: int = 32,
+    seed: int = 0,
+    length: int = 6,
+    template: str | None = "{text} label :",
+    name: str = "keyword",
+    flip: bool = False,
+) -> Task:
+    """Label "yes"/"no" set by one keyword hidden among filler words: learnable by a prompt.
+    `flip` swaps what the keywords mean: a different task on the same kind of input."""
+
+    def rows(n: int, rng: random.Random) -> list[Example]:
+        out = []
+        for i in range(n):
+            label = i % 2
+            words = [rng.choice(FILLER) for _ in range(length - 1)]
+            words.insert(rng.randrange(length), rng.choice(KEYWORDS[("yes", "no")[label]]))
+            out.append(Example({"text": " ".join(words)}, 1 - label if flip else label))
+        rng.shuffle(out)
+        return out
+
+    def loader() -> dict[str, list[Example]]:
+        rng = random.Random(seed)
+        return {
+            "train": rows(n_train, rng),
+            "validation": rows(n_val, rng),
+            "test": rows(n_test, rng),
+        }
+
+    return Task(
+        name=name,
+        input_fields=("text",),
+        labels=("yes", "no"),
+        metric="accuracy",
+        source="synthetic",
+        template=template,
+        loader=loader,
+    )
