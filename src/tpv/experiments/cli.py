@@ -1,0 +1,86 @@
+"""`tpv experiment run|report|jobs`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Run the paper's experiments from a config and rebuild the report.", no_args_is_help=True
+)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise typer.BadParameter(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise typer.BadParameter(f"--shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="Experiment TOML (see configs/).")],
+    stage: Annotated[list[str] | None, typer.Option(help="Only these stages (repeat).")] = None,
+    shard: Annotated[
+        str, typer.Option(help="i/n: run this deterministic share of each stage.")
+    ] = "0/1",
+) -> None:
+    """Run every unfinished job of the grid; finished rows are skipped, so a killed run resumes.
+
+    Example: tpv experiment run configs/offline.toml --shard 0/2
+    """
+    from tpv.experiments import ExperimentConfig, Runner
+    from tpv.experiments.config import STAGES
+
+    for s in stage or []:
+        if s not in STAGES:
+            raise typer.BadParameter(f"unknown stage {s!r}; use one of {list(STAGES)}")
+    counts = Runner(ExperimentConfig.load(config)).run(
+        list(stage) if stage else None, _shard(shard)
+    )
+    typer.echo(f"{counts['done']} row(s) done, {counts['skipped']} already recorded")
+
+
+@app.command("jobs")
+def jobs_cmd(
+    config: Annotated[Path, typer.Argument(help="Experiment TOML.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the grid's jobs per stage and which are recorded.
+
+    Example: tpv experiment jobs configs/offline.toml
+    """
+    from tpv.experiments import ExperimentConfig, Runner
+    from tpv.experiments.config import STAGES
+
+    runner = Runner(ExperimentConfig.load(config))
+    listing = {
+        s: [{"key": j.key, "done": runner.row_path(j).exists()} for j in runner.jobs(s)]
+        for s in STAGES
+    }
+    if as_json:
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    for s, jobs in listing.items():
+        done = sum(j["done"] for j in jobs)
+        typer.echo(f"{s}: {done}/{len(jobs)} recorded")
+
+
+@app.command("report")
+def report_cmd(
+    out: Annotated[Path, typer.Argument(help="The experiment's output directory.")],
+    dest: Annotated[Path | None, typer.Option(help="Where to write REPORT.md and plots.")] = None,
+) -> None:
+    """Rebuild tables (markdown) and plots (PNG) from the recorded rows alone.
+
+    Example: tpv experiment report runs/offline --dest docs/results/offline
+    """
+    from tpv.experiments import build_report
+
+    typer.echo(f"wrote {build_report(out, dest)}")

@@ -1,0 +1,149 @@
+"""The experiment config: one TOML file declares the whole grid of the paper's experiments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from tpv.merge import METHODS
+
+STAGES = ("sources", "cross_origin", "similarity", "multitask", "fewshot")
+INIT_KINDS = ("random", "tpv", "spot")
+
+
+class ConfigError(ValueError):
+    """The experiment config is malformed; the message names the file and the field."""
+
+
+@dataclass
+class ExperimentConfig:
+    name: str
+    out: str
+    model: str | None = None
+    num_tokens: int = 50
+    origin_seeds: list[int] = field(default_factory=lambda: [0])
+    sources: list[str] = field(default_factory=list)
+    max_input_tokens: int = 256
+    eval_examples: int | None = 200
+    test_examples: int | None = None
+    scorer: str = "rank"
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for source tuning
+    cross_origin: bool = True
+    multitask_combinations: list[list[str]] = field(default_factory=list)
+    multitask_methods: list[dict[str, Any]] = field(default_factory=list)
+    lambda_grid: list[float] | None = None  # None: the paper's 0..1 step 0.05
+    fewshot_targets: list[str] = field(default_factory=list)
+    fewshot_shots: list[int] = field(default_factory=lambda: [0])
+    fewshot_seeds: list[int] = field(default_factory=lambda: [0])
+    fewshot_origin_seed: int = 0
+    fewshot_inits: list[str] = field(default_factory=lambda: ["random"])
+    fewshot_train: dict[str, Any] = field(default_factory=dict)
+    fewshot_lambda: float | str = 1.0  # a number, or "search" on the target's k-shot examples
+    source: str = ""  # the file it came from
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExperimentConfig:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
+        def section(name: str) -> dict[str, Any]:
+            s = raw.get(name, {})
+            if not isinstance(s, dict):
+                raise ConfigError(f"{source}: [{name}] must be a table")
+            return dict(s)
+
+        known_sections = {"experiment", "train", "cross_origin", "multitask", "fewshot"}
+        unknown = sorted(set(raw) - known_sections)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown section(s) {unknown}; known: {sorted(known_sections)}"
+            )
+        exp = section("experiment")
+        for req in ("name", "out"):
+            if req not in exp:
+                raise ConfigError(f"{source}: [experiment] needs {req!r}")
+        multitask, fewshot = section("multitask"), section("fewshot")
+        kw: dict[str, Any] = dict(exp)
+        kw["train"] = section("train")
+        kw["cross_origin"] = section("cross_origin").get("enabled", True)
+        kw["multitask_combinations"] = multitask.pop("combinations", [])
+        kw["multitask_methods"] = [
+            m if isinstance(m, dict) else {"method": m}
+            for m in multitask.pop("methods", [{"method": "sum"}])
+        ]
+        if "lambda_grid" in multitask:
+            kw["lambda_grid"] = multitask.pop("lambda_grid")
+        if multitask:
+            raise ConfigError(f"{source}: unknown [multitask] field(s) {sorted(multitask)}")
+        ft = fewshot.pop("train", {})
+        mapping = {
+            "targets": "fewshot_targets",
+            "shots": "fewshot_shots",
+            "seeds": "fewshot_seeds",
+            "origin_seed": "fewshot_origin_seed",
+            "inits": "fewshot_inits",
+            "lambda": "fewshot_lambda",
+        }
+        for k, v in fewshot.items():
+            if k not in mapping:
+                raise ConfigError(
+                    f"{source}: unknown [fewshot] field {k!r}; "
+                    f"known: {sorted(mapping)} + [fewshot.train]"
+                )
+            kw[mapping[k]] = v
+        kw["fewshot_train"] = ft
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(kw) - known)
+        if bad:
+            raise ConfigError(f"{source}: unknown [experiment] field(s) {bad}")
+        cfg = cls(**kw, source=source)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        from tpv.train import TrainConfig
+
+        where = self.source
+        for table, opts in (("train", self.train), ("fewshot.train", self.fewshot_train)):
+            bad = sorted(set(opts) - {f.name for f in fields(TrainConfig)})
+            if bad:
+                raise ConfigError(f"{where}: unknown [{table}] option(s) {bad}")
+        for m in self.multitask_methods:
+            if m.get("method") not in METHODS:
+                raise ConfigError(
+                    f"{where}: [multitask] method {m.get('method')!r} unknown; "
+                    f"use one of {sorted(METHODS)}"
+                )
+        for combo in self.multitask_combinations:
+            missing = [t for t in combo if t not in self.sources]
+            if missing:
+                raise ConfigError(
+                    f"{where}: [multitask] combination {combo} uses non-source task(s) {missing}"
+                )
+        for init in self.fewshot_inits:
+            kind, _, arg = init.partition(":")
+            if kind not in INIT_KINDS:
+                raise ConfigError(
+                    f"{where}: [fewshot] init {init!r}: use random, tpv:A+B or spot:A"
+                )
+            missing = [t for t in arg.split("+") if arg and t not in self.sources]
+            if missing:
+                raise ConfigError(
+                    f"{where}: [fewshot] init {init!r} names non-source task(s) {missing}"
+                )
+        if self.fewshot_origin_seed not in self.origin_seeds and self.fewshot_targets:
+            raise ConfigError(
+                f"{where}: [fewshot] origin_seed {self.fewshot_origin_seed} "
+                "is not among origin_seeds"
+            )

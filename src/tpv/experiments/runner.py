@@ -1,0 +1,351 @@
+"""Run the declared grid: one JSON row per job, finished rows skipped, shards split by index.
+
+Stages run in order, each a list of jobs with stable keys:
+  sources       tune a prompt per (source task, origin seed)             -> run dirs + rows
+  cross_origin  tau trained from origin a applied to origin b, tested    -> "original" vs "mixed"
+  similarity    cosine of every pair of source vectors (no model needed)
+  multitask     combine vectors of several tasks on one origin (method, lambda searched on the
+                mean validation score of the tasks), tested on each task
+  fewshot       tune on k shots of a target from: random origin, tpv sum, SpoT prompt; k=0 scores
+                the initialisation itself
+Rows live in OUT/rows/<stage>/<key>.json (atomic writes), so a killed grid resumes where it was,
+and `--shard i/n` runs every job whose index in its stage is i mod n.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tpv import merge
+from tpv.experiments.config import STAGES, ExperimentConfig
+from tpv.io import write_json
+from tpv.vectors import Origin, SoftPrompt, TaskPromptVector, load, sum_vectors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    stage: str
+    key: str
+    params: dict[str, Any]
+
+
+class MissingDependency(RuntimeError):
+    """A job needs the output of an earlier stage that has not run (yet) on this machine."""
+
+
+class Runner:
+    def __init__(self, cfg: ExperimentConfig, *, backbone=None, get_task: Callable | None = None):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self._backbone = backbone
+        self._get_task = get_task
+        self._tasks: dict[str, Any] = {}
+        self._evaluators: dict[tuple, Any] = {}
+
+    # --- lazily loaded pieces -----------------------------------------------------------------
+    @property
+    def backbone(self):
+        if self._backbone is None:
+            from tpv.backbone import Backbone
+
+            self._backbone = Backbone.load(self.cfg.model)
+        return self._backbone
+
+    def task(self, name: str):
+        if name not in self._tasks:
+            if self._get_task is None:
+                from tpv.tasks import get_task
+
+                self._get_task = get_task
+            self._tasks[name] = self._get_task(name)
+        return self._tasks[name]
+
+    def origin(self, seed: int) -> Origin:
+        return self.backbone.make_origin(self.cfg.num_tokens, seed)
+
+    def evaluator(self, task_name: str, split: str, limit: int | None):
+        from tpv.evaluate import Evaluator
+
+        key = (task_name, split, limit)
+        if key not in self._evaluators:
+            task = self.task(task_name)
+            rows = task.split(split)[:limit]
+            self._evaluators[key] = Evaluator(
+                self.backbone,
+                task,
+                rows,
+                scorer=self.cfg.scorer,
+                max_input_tokens=self.cfg.max_input_tokens,
+            )
+        return self._evaluators[key]
+
+    def test_score(self, task_name: str, prompt) -> dict:
+        return self.evaluator(task_name, "test", self.cfg.test_examples)(prompt)
+
+    def val_score(self, task_name: str, prompt) -> float:
+        return self.evaluator(task_name, "validation", self.cfg.eval_examples)(prompt)["score"]
+
+    # --- the grid -----------------------------------------------------------------------------
+    def jobs(self, stage: str) -> list[Job]:
+        c = self.cfg
+        out: list[Job] = []
+        if stage == "sources":
+            out = [
+                Job(stage, f"{t}__o{s}", {"task": t, "origin_seed": s})
+                for t in c.sources
+                for s in c.origin_seeds
+            ]
+        elif stage == "cross_origin" and c.cross_origin:
+            out = [
+                Job(stage, f"{t}__from-o{a}__on-o{b}", {"task": t, "from_seed": a, "on_seed": b})
+                for t in c.sources
+                for a in c.origin_seeds
+                for b in c.origin_seeds
+            ]
+        elif stage == "similarity" and len(c.sources) * len(c.origin_seeds) > 1:
+            out = [Job(stage, "all", {})]
+        elif stage == "multitask":
+            for combo in c.multitask_combinations:
+                for m in c.multitask_methods:
+                    for s in c.origin_seeds:
+                        label = "+".join(combo)
+                        out.append(
+                            Job(
+                                stage,
+                                f"{label}__{_method_label(m)}__o{s}",
+                                {"tasks": list(combo), "method": m, "origin_seed": s},
+                            )
+                        )
+        elif stage == "fewshot":
+            for t in c.fewshot_targets:
+                for k in c.fewshot_shots:
+                    for seed in c.fewshot_seeds:
+                        for init in c.fewshot_inits:
+                            # k=0 does no training: one row per init, not per seed.
+                            if k == 0 and seed != c.fewshot_seeds[0]:
+                                continue
+                            out.append(
+                                Job(
+                                    stage,
+                                    f"{t}__k{k}__s{seed}__{init.replace(':', '-')}",
+                                    {"target": t, "shots": k, "seed": seed, "init": init},
+                                )
+                            )
+        return out
+
+    def row_path(self, job: Job) -> Path:
+        return self.out / "rows" / job.stage / f"{job.key}.json"
+
+    def run(
+        self, stages: list[str] | None = None, shard: tuple[int, int] = (0, 1)
+    ) -> dict[str, int]:
+        """Run the unfinished jobs of this shard; returns counts of done / skipped rows."""
+        i, n = shard
+        if not (0 <= i < n):
+            raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
+        counts = {"done": 0, "skipped": 0}
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.out / "experiment.json", asdict(self.cfg))
+        for stage in stages or list(STAGES):
+            jobs = [j for idx, j in enumerate(self.jobs(stage)) if idx % n == i]
+            for j, job in enumerate(jobs):
+                path = self.row_path(job)
+                if path.exists():
+                    counts["skipped"] += 1
+                    continue
+                log.info("[%s %d/%d] %s", stage, j + 1, len(jobs), job.key)
+                start = time.perf_counter()
+                row = getattr(self, f"_run_{stage}")(**job.params)
+                row.update(
+                    stage=stage,
+                    key=job.key,
+                    params=job.params,
+                    seconds=time.perf_counter() - start,
+                    model=self.backbone.name,
+                    config_sha=self.config_sha,
+                )
+                write_json(path, row)
+                counts["done"] += 1
+        return counts
+
+    @property
+    def config_sha(self) -> str:
+        # What was run, not where: the same grid in another directory has the same sha.
+        blob = json.dumps(asdict(self.cfg) | {"source": "", "out": ""}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    # --- stages ---------------------------------------------------------------------------------
+    def source_dir(self, task: str, seed: int) -> Path:
+        return self.out / "runs" / "sources" / f"{task}__o{seed}"
+
+    def source_vector(self, task: str, seed: int) -> TaskPromptVector:
+        path = self.source_dir(task, seed) / "vector.safetensors"
+        if not path.exists():
+            raise MissingDependency(
+                f"{path} is missing: run the 'sources' stage for {task} / origin {seed} first "
+                "(with shards: every shard of it)"
+            )
+        return load(path)
+
+    def _train_cfg(self, overrides: dict, **kw):
+        from tpv.train import TrainConfig
+
+        base = {
+            "num_tokens": self.cfg.num_tokens,
+            "max_input_tokens": self.cfg.max_input_tokens,
+            "eval_examples": self.cfg.eval_examples,
+            "test_examples": self.cfg.test_examples,
+            "scorer": self.cfg.scorer,
+            "model": self.cfg.model,
+        }
+        return TrainConfig(**(base | overrides | kw))
+
+    def _run_sources(self, task: str, origin_seed: int) -> dict:
+        from tpv.train import train
+
+        out = self.source_dir(task, origin_seed)
+        cfg = self._train_cfg(
+            self.cfg.train, task=task, out=str(out), origin_seed=origin_seed, test_init=True
+        )
+        m = train(cfg, backbone=self.backbone, task=self.task(task), resume=True, progress=False)
+        return {
+            "task": task,
+            "origin_seed": origin_seed,
+            "test": m["test"]["score"],
+            "init_test": m["init_test"]["score"],
+            "best_val": m["best_val"],
+            "steps": m["steps"],
+            "vector_norm": m["vector_norm"],
+            "origin_norm": m["origin_norm"],
+            "examples_per_s": m.get("examples_per_s"),
+            "run_dir": str(out),
+        }
+
+    def _run_cross_origin(self, task: str, from_seed: int, on_seed: int) -> dict:
+        tau = self.source_vector(task, from_seed)
+        prompt = tau.apply(self.origin(on_seed))
+        r = self.test_score(task, prompt)
+        return {
+            "task": task,
+            "from_seed": from_seed,
+            "on_seed": on_seed,
+            "mixed": from_seed != on_seed,
+            "test": r["score"],
+            "metrics": r,
+        }
+
+    def _run_similarity(self) -> dict:
+        names, vecs = [], []
+        for t in self.cfg.sources:
+            for s in self.cfg.origin_seeds:
+                names.append(f"{t}/o{s}")
+                vecs.append(self.source_vector(t, s))
+        cos = [[a.cosine(b) for b in vecs] for a in vecs]
+        return {"names": names, "cosine": cos, "norms": [v.norm() for v in vecs]}
+
+    def _run_multitask(self, tasks: list[str], method: dict, origin_seed: int) -> dict:
+        origin = self.origin(origin_seed)
+        vectors = [self.source_vector(t, origin_seed) for t in tasks]
+        params = {k: v for k, v in method.items() if k != "method"}
+        name = method["method"]
+
+        def prompt_for(lam: float) -> SoftPrompt:
+            return merge.combine(name, vectors, **params).apply(origin, lam)
+
+        def mean_val(lam: float) -> float:
+            p = prompt_for(lam)
+            return sum(self.val_score(t, p) for t in tasks) / len(tasks)
+
+        search = merge.search_lambda(mean_val, self.cfg.lambda_grid)
+        prompt = prompt_for(search.best)
+        scores = {t: self.test_score(t, prompt)["score"] for t in tasks}
+        single = {
+            t: self.test_score(t, vectors[i].apply(origin))["score"] for i, t in enumerate(tasks)
+        }
+        kept = {t: scores[t] / single[t] if single[t] > 0 else None for t in tasks}
+        return {
+            "tasks": tasks,
+            "method": _method_label(method),
+            "origin_seed": origin_seed,
+            "lambda": search.best,
+            "lambda_history": search.history,
+            "test": scores,
+            "single_task_test": single,
+            "kept_fraction": kept,
+        }
+
+    def _fewshot_init(
+        self, init: str, origin: Origin, origin_seed: int, target: str
+    ) -> tuple[SoftPrompt, dict]:
+        kind, _, arg = init.partition(":")
+        if kind == "random":
+            return SoftPrompt(origin.tensor, origin.model, name="origin", origin_id=origin.id), {}
+        if kind == "spot":
+            tuned = load(self.source_dir(arg, origin_seed) / "prompt.safetensors")
+            return SoftPrompt(
+                tuned.tensor, tuned.model, name=f"spot:{arg}", origin_id=origin.id
+            ), {}
+        vectors = [self.source_vector(t, origin_seed) for t in arg.split("+")]
+        tau = sum_vectors(vectors)
+        lam = self.cfg.fewshot_lambda
+        extra: dict[str, Any] = {}
+        if lam == "search":
+            res = merge.search_lambda(
+                lambda x: self.val_score(target, tau.apply(origin, x)), self.cfg.lambda_grid
+            )
+            lam, extra = res.best, {"lambda_history": res.history}
+        extra["lambda"] = float(lam)
+        return tau.apply(origin, float(lam)), extra
+
+    def _run_fewshot(self, target: str, shots: int, seed: int, init: str) -> dict:
+        from tpv.train import train
+
+        s = self.cfg.fewshot_origin_seed
+        origin = self.origin(s)
+        start, extra = self._fewshot_init(init, origin, s, target)
+        row = {"target": target, "shots": shots, "seed": seed, "init": init, **extra}
+        if shots == 0:
+            r = self.test_score(target, start)
+            return row | {"test": r["score"], "metrics": r}
+        run_dir = (
+            self.out / "runs" / "fewshot" / f"{target}__k{shots}__s{seed}__{init.replace(':', '-')}"
+        )
+        init_file = run_dir / "init.safetensors"
+        start.save(init_file)
+        cfg = self._train_cfg(
+            self.cfg.fewshot_train,
+            task=target,
+            out=str(run_dir),
+            origin_seed=s,
+            init=[str(init_file)],
+            shots=shots,
+            shots_seed=seed,
+            seed=seed,
+        )
+        m = train(cfg, backbone=self.backbone, task=self.task(target), resume=True, progress=False)
+        return row | {
+            "test": m["test"]["score"],
+            "best_step": m["best_step"],
+            "init_val": m["init_val"],
+            "best_val": m["best_val"],
+            "run_dir": str(run_dir),
+        }
+
+
+def _method_label(m: dict) -> str:
+    params = ",".join(f"{k}={v}" for k, v in sorted(m.items()) if k != "method")
+    return m["method"] + (f"({params})" if params else "")
+
+
+def read_rows(out: str | Path) -> Iterator[dict]:
+    for path in sorted(Path(out).glob("rows/*/*.json")):
+        yield json.loads(path.read_text())

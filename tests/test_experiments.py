@@ -1,0 +1,168 @@
+"""The experiment runner on tiny models: the whole grid, resume, shards, and the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tpv.experiments import ExperimentConfig, Runner, build_report
+from tpv.experiments.config import ConfigError
+from tpv.testing import keyword_task, tiny_llama
+
+TASKS = {
+    "kw": lambda: keyword_task(name="kw", n_train=48, n_val=16, n_test=16),
+    "kw_flip": lambda: keyword_task(
+        name="kw_flip", n_train=48, n_val=16, n_test=16, flip=True, seed=1
+    ),
+    "kw_target": lambda: keyword_task(name="kw_target", n_train=48, n_val=16, n_test=16, seed=2),
+}
+
+
+def _config(out) -> ExperimentConfig:
+    return ExperimentConfig.from_dict(
+        {
+            "experiment": {
+                "name": "tiny",
+                "out": str(out),
+                "num_tokens": 4,
+                "origin_seeds": [0, 1],
+                "sources": ["kw", "kw_flip"],
+                "eval_examples": 16,
+            },
+            "train": {"max_steps": 6, "batch_size": 8, "eval_every": 3},
+            "multitask": {
+                "combinations": [["kw", "kw_flip"]],
+                "methods": ["sum", {"method": "ties", "density": 0.5}],
+                "lambda_grid": [0.0, 0.5, 1.0],
+            },
+            "fewshot": {
+                "targets": ["kw_target"],
+                "shots": [0, 2],
+                "seeds": [0, 1],
+                "inits": ["random", "tpv:kw+kw_flip", "spot:kw"],
+                "train": {"max_steps": 4, "batch_size": 4, "eval_every": 2},
+            },
+        }
+    )
+
+
+def _runner(out, backbone) -> Runner:
+    return Runner(_config(out), backbone=backbone, get_task=lambda name: TASKS[name]())
+
+
+TIMING = {"seconds", "examples_per_s", "run_dir"}
+
+
+def _untimed(x):
+    """Rows without wall-clock fields and paths, which differ between two runs of one grid."""
+    if isinstance(x, dict):
+        return {k: _untimed(v) for k, v in x.items() if k not in TIMING}
+    if isinstance(x, list):
+        return [_untimed(v) for v in x]
+    return x
+
+
+def _rows(out) -> dict[str, dict]:
+    return {
+        f"{p.parent.name}/{p.stem}": _untimed(json.loads(p.read_text()))
+        for p in sorted(out.glob("rows/*/*.json"))
+    }
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return tiny_llama()
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, backbone):
+    out = tmp_path_factory.mktemp("full")
+    counts = _runner(out, backbone).run()
+    return out, counts
+
+
+def test_grid_runs_every_stage(full_run):
+    out, counts = full_run
+    rows = _rows(out)
+    stages = {k.split("/")[0] for k in rows}
+    assert stages == {"sources", "cross_origin", "similarity", "multitask", "fewshot"}
+    # 2 tasks x 2 origins; 2 x 2 x 2 cross; 1 similarity; 1 combo x 2 methods x 2 origins;
+    # 3 inits at k=0 + 3 inits x 2 seeds at k=2
+    assert counts == {"done": 4 + 8 + 1 + 4 + 3 + 6, "skipped": 0}
+    mt = rows["multitask/kw+kw_flip__sum__o0"]
+    assert mt["lambda"] in (0.0, 0.5, 1.0) and set(mt["kept_fraction"]) == {"kw", "kw_flip"}
+    assert rows["cross_origin/kw__from-o0__on-o1"]["mixed"] is True
+
+
+def test_rerun_skips_recorded_rows_and_resumes_after_a_kill(tmp_path, backbone, monkeypatch):
+    runner = _runner(tmp_path, backbone)
+    calls = {"n": 0}
+    real = Runner._run_multitask
+
+    def dies_on_second(self, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return real(self, **kw)
+
+    monkeypatch.setattr(Runner, "_run_multitask", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("rows/*/*.json")}
+    assert len(before) == 4 + 8 + 1 + 1  # sources, cross, similarity, one multitask row
+    monkeypatch.setattr(Runner, "_run_multitask", real)
+    counts = _runner(tmp_path, backbone).run()
+    assert counts["skipped"] == len(before)
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # not redone
+
+
+def test_two_shards_give_exactly_the_rows_of_one_run(tmp_path, backbone, full_run):
+    out, _ = full_run
+    for stage in ("sources", "cross_origin", "similarity", "multitask", "fewshot"):
+        for i in range(2):
+            _runner(tmp_path, backbone).run([stage], shard=(i, 2))
+    a, b = _rows(out), _rows(tmp_path)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == b[k], k
+
+
+def test_later_stage_without_its_sources_says_what_to_run(tmp_path, backbone):
+    from tpv.experiments.runner import MissingDependency
+
+    with pytest.raises(MissingDependency, match="run the 'sources' stage"):
+        _runner(tmp_path, backbone).run(["cross_origin"])
+
+
+def test_report_rebuilds_from_rows(full_run, tmp_path):
+    out, _ = full_run
+    md = build_report(out, tmp_path / "report")
+    text = md.read_text()
+    for heading in (
+        "Prompt tuning on the source tasks",
+        "Cross-origin transfer",
+        "Cosine similarity",
+        "Multi-task prompts",
+        "Few-shot initialisation",
+        "### kw_target",
+    ):
+        assert heading in text
+    assert (tmp_path / "report" / "similarity.png").stat().st_size > 1000
+    assert (tmp_path / "report" / "fewshot_kw_target.png").exists()
+
+
+def test_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[experiment]\nname = "x"\nout = "o"\nsources = ["a"]\n[train]\nmax_stepz = 3\n')
+    with pytest.raises(
+        ConfigError, match=r"bad.toml: unknown \[train\] option\(s\) \['max_stepz'\]"
+    ):
+        ExperimentConfig.load(bad)
+    bad.write_text(
+        '[experiment]\nname = "x"\nout = "o"\nsources = ["a"]\n[fewshot]\ninits = ["tpv:b"]\n'
+    )
+    with pytest.raises(ConfigError, match="non-source task"):
+        ExperimentConfig.load(bad)
+    with pytest.raises(ConfigError, match="no such config file"):
+        ExperimentConfig.load(tmp_path / "missing.toml")
