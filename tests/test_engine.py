@@ -207,3 +207,31 @@ def test_init_from_vectors_and_prompt(tmp_path):
             task=task,
             progress=False,
         )
+
+
+def test_init_by_library_name(tmp_path, monkeypatch):
+    from tpv.library import Library
+
+    monkeypatch.setenv("TPV_LIBRARY", str(tmp_path / "lib"))
+    backbone, task = tiny_llama(), keyword_task(n_train=32)
+    train(
+        _cfg(tmp_path / "src", max_steps=5, test_init=False),
+        backbone=backbone,
+        task=task,
+        progress=False,
+    )
+    Library().add(tmp_path / "src" / "run" / "vector.safetensors", name="kw-vec")
+    m = train(
+        _cfg(tmp_path / "tgt", max_steps=0, init=["kw-vec"]),
+        backbone=backbone,
+        task=task,
+        progress=False,
+    )
+    assert m["init"] == "keyword"
+    with pytest.raises(FileNotFoundError, match="no-such-vector"):
+        train(
+            _cfg(tmp_path / "bad", init=["no-such-vector"]),
+            backbone=backbone,
+            task=task,
+            progress=False,
+        )

@@ -275,13 +275,9 @@ def _parse_param(text: str) -> tuple[str, object]:
 
 
 def _resolve(ref: str) -> str:
-    """A path, or a name in the local library when that module is present."""
-    if Path(ref).exists():
-        return ref
-    try:
-        from tpv.library import resolve
-    except ImportError:
-        return ref
+    """A path, or the name of an entry in the local library."""
+    from tpv.library import resolve
+
     return str(resolve(ref))
 
 

@@ -95,7 +95,9 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 def initial_prompt(cfg: TrainConfig, backbone: Backbone) -> tuple[Origin, SoftPrompt]:
     """The origin and the prompt tuning starts from: the origin itself, a given prompt (SPoT),
     or origin + init_coef * sum of given vectors (the paper's initialisation)."""
-    loaded = [load(p) for p in cfg.init]
+    from tpv.library import resolve  # a path, or the name of a library entry
+
+    loaded = [load(resolve(p)) for p in cfg.init]
     origins = [x for x in loaded if isinstance(x, Origin)]
     prompts = [x for x in loaded if isinstance(x, SoftPrompt)]
     vectors = [x for x in loaded if isinstance(x, TaskPromptVector)]
