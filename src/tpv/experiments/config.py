@@ -35,6 +35,7 @@ class ExperimentConfig:
     multitask_combinations: list[list[str]] = field(default_factory=list)
     multitask_methods: list[dict[str, Any]] = field(default_factory=list)
     lambda_grid: list[float] | None = None  # None: the paper's 0..1 step 0.05
+    multitask_origin_seeds: list[int] | None = None  # None: every origin
     fewshot_targets: list[str] = field(default_factory=list)
     fewshot_shots: list[int] = field(default_factory=lambda: [0])
     fewshot_seeds: list[int] = field(default_factory=lambda: [0])
@@ -84,6 +85,8 @@ class ExperimentConfig:
         ]
         if "lambda_grid" in multitask:
             kw["lambda_grid"] = multitask.pop("lambda_grid")
+        if "origin_seeds" in multitask:
+            kw["multitask_origin_seeds"] = multitask.pop("origin_seeds")
         if multitask:
             raise ConfigError(f"{source}: unknown [multitask] field(s) {sorted(multitask)}")
         ft = fewshot.pop("train", {})

@@ -116,7 +116,7 @@ class Runner:
         elif stage == "multitask":
             for combo in c.multitask_combinations:
                 for m in c.multitask_methods:
-                    for s in c.origin_seeds:
+                    for s in c.multitask_origin_seeds or c.origin_seeds:
                         label = "+".join(combo)
                         out.append(
                             Job(
@@ -196,6 +196,12 @@ class Runner:
             )
         return load(path)
 
+    def source_row(self, task: str, seed: int) -> dict:
+        path = self.out / "rows" / "sources" / f"{task}__o{seed}.json"
+        if not path.exists():
+            raise MissingDependency(f"{path} is missing: run the 'sources' stage first")
+        return json.loads(path.read_text())
+
     def _train_cfg(self, overrides: dict, **kw):
         from tpv.train import TrainConfig
 
@@ -268,9 +274,8 @@ class Runner:
         search = merge.search_lambda(mean_val, self.cfg.lambda_grid)
         prompt = prompt_for(search.best)
         scores = {t: self.test_score(t, prompt)["score"] for t in tasks}
-        single = {
-            t: self.test_score(t, vectors[i].apply(origin))["score"] for i, t in enumerate(tasks)
-        }
+        # origin + tau is the tuned prompt itself: its test score is in the source row.
+        single = {t: self.source_row(t, origin_seed)["test"] for t in tasks}
         kept = {t: scores[t] / single[t] if single[t] > 0 else None for t in tasks}
         return {
             "tasks": tasks,
