@@ -235,3 +235,21 @@ def test_init_by_library_name(tmp_path, monkeypatch):
             task=task,
             progress=False,
         )
+
+
+def test_cached_label_scoring_matches_full_rows():
+    """Multi-token labels scored from a shared KV cache equal scoring each pair as a full row."""
+    from dataclasses import replace
+
+    backbone = tiny_llama()
+    task = replace(keyword_task(length=5), labels=("yes", "no and maybe"), _splits=None)
+    short = keyword_task(length=2, seed=3)
+    enc = Encoder(backbone, task)
+    items = enc.encode_all(task.split("test")[:3] + short.split("test")[:2])
+    model = PromptedModel(backbone, backbone.make_origin(4, seed=1).tensor)
+    batch = collate(items, model.pad_id, False, with_answer=False)
+    assert batch.attention_mask.sum(1).unique().numel() > 1  # rows of different lengths
+    assert [len(x) for x in enc.label_ids] == [1, 3]
+    cached = model.score_labels(batch, enc.label_ids)
+    full = model._score_expanded(batch, enc.label_ids)
+    torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4)

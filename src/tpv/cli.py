@@ -27,6 +27,31 @@ app.add_typer(assets_app, name="assets")
 console = Console()
 STATE = {"debug": False}
 
+TextColumnOpt = Annotated[
+    list[str] | None, typer.Option(help="User data file: input column (repeat for several).")
+]
+LabelColumnOpt = Annotated[str | None, typer.Option(help="User data file: label column.")]
+LabelWordOpt = Annotated[
+    list[str] | None, typer.Option(help="User data file: RAW=WORD label word (repeat).")
+]
+
+
+def _task_options(text_column, label_column, label_word) -> dict:
+    """Options for a user data file (`tpv.tasks.user`); empty for registered tasks."""
+    opts: dict = {}
+    if text_column:
+        opts["text_columns"] = list(text_column)
+    if label_column:
+        opts["label_column"] = label_column
+    if label_word:
+        pairs = [w.partition("=") for w in label_word]
+        bad = [w for w, (_, sep, _) in zip(label_word, pairs, strict=True) if not sep]
+        if bad:
+            raise typer.BadParameter(f"--label-word {bad[0]!r}: expected RAW=WORD")
+        opts["label_words"] = {raw: word for raw, _, word in pairs}
+    return opts
+
+
 ModelOpt = Annotated[
     str | None, typer.Option(help="Hub id, local dir or .gguf; default: embedded SmolLM2.")
 ]
@@ -116,6 +141,9 @@ def train_cmd(
     test_init: Annotated[
         bool, typer.Option(help="Also score the starting prompt on test.")
     ] = False,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    label_word: LabelWordOpt = None,
 ) -> None:
     """Tune a soft prompt on a frozen model; writes origin, prompt, vector and metrics to OUT.
 
@@ -125,6 +153,7 @@ def train_cmd(
 
     cfg = TrainConfig(
         task=task,
+        task_options=_task_options(text_column, label_column, label_word),
         out=str(out),
         model=model,
         num_tokens=tokens,
@@ -168,6 +197,9 @@ def eval_cmd(
     max_examples: Annotated[int, typer.Option(help="Cap on examples (0: all).")] = 0,
     batch_size: int = 32,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    label_word: LabelWordOpt = None,
 ) -> None:
     """Score a prompt on a task split.
 
@@ -187,7 +219,7 @@ def eval_cmd(
         )
     result = evaluate(
         backbone,
-        get_task(task),
+        get_task(task, **_task_options(text_column, label_column, label_word)),
         obj,
         split,
         scorer=scorer,

@@ -25,7 +25,10 @@ class PromptedModel(nn.Module):
         self.pad_id = int(backbone.tokenizer.pad_token_id)
         # The prompt stays float32 even when the model runs in bf16: small updates survive.
         self.prompt = nn.Parameter(prompt.detach().clone().float().to(backbone.device))
-        self._keep_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        params = inspect.signature(self.model.forward).parameters
+        self._keep_logits = "logits_to_keep" in params
+        # transformers 5 names the KV cache argument `cache` (4.x: `past_key_values`).
+        self._cache_arg = next((a for a in ("cache", "past_key_values") if a in params), None)
 
     @property
     def num_tokens(self) -> int:
@@ -90,15 +93,64 @@ class PromptedModel(nn.Module):
     def score_labels(self, batch: Batch, label_ids: list[tuple[int, ...]]) -> torch.Tensor:
         """(B, C) log-probability of each label's token sequence after the prompt and input.
 
-        Single-token labels (the common case) take one forward per batch; longer labels
-        are scored as full sequences, one row per (example, label).
+        Single-token labels (the common case) take one forward per batch; longer labels on a
+        decoder share the input's KV cache; T5 encodes once and decodes each label.
         """
-        C = len(label_ids)
         if not self.seq2seq and all(len(ids) == 1 for ids in label_ids):
             logits = self._decoder_logits(batch.input_ids, batch.attention_mask, 1)[:, -1]
             logp = logits.float().log_softmax(-1)
             return logp[:, [ids[0] for ids in label_ids]]
-        B = len(batch)
+        if not self.seq2seq and self._cache_arg is not None:
+            return self._score_decoder_cached(batch, label_ids)
+        return self._score_expanded(batch, label_ids)
+
+    def _score_decoder_cached(self, batch: Batch, label_ids: list[tuple[int, ...]]) -> torch.Tensor:
+        """Multi-token labels on a decoder: run [prompt][input] once, keep its KV cache, then
+        score every label's remaining tokens against copies of that cache. The input (the long
+        part) is computed once per example instead of once per label."""
+        B, C = len(batch), len(label_ids)
+        K = max(len(ids) for ids in label_ids)
+        dev = batch.input_ids.device
+        embeds, mask, positions = self._inputs(batch.input_ids, batch.attention_mask)
+        kw = {"logits_to_keep": 1} if self._keep_logits else {}
+        out = self.model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **kw
+        )
+        first = out.logits[:, -1].float().log_softmax(-1)
+        scores = first[:, [ids[0] for ids in label_ids]]  # (B, C)
+        if K == 1:
+            return scores
+        cache = out[self._cache_arg]
+        cache.batch_repeat_interleave(C)
+        # Row b*C + c continues example b with label c: inputs ids[:-1] predict ids[1:];
+        # right padding after a label's end cannot affect its (causal) scores.
+        cont = torch.full((B * C, K - 1), self.pad_id, dtype=torch.long, device=dev)
+        cmask = torch.zeros((B * C, K - 1), dtype=torch.long, device=dev)
+        targets = torch.full((B * C, K - 1), IGNORE, dtype=torch.long, device=dev)
+        for c, ids in enumerate(label_ids):
+            k = len(ids) - 1
+            if k:
+                cont[c::C, :k] = torch.tensor(ids[:-1], device=dev)
+                cmask[c::C, :k] = 1
+                targets[c::C, :k] = torch.tensor(ids[1:], device=dev)
+        full_mask = torch.cat([mask.repeat_interleave(C, 0), cmask], dim=1)
+        start = mask.sum(1).repeat_interleave(C, 0)  # next position after each prefix
+        pos = start[:, None] + torch.arange(K - 1, device=dev)
+        out = self.model(
+            inputs_embeds=self.model.get_input_embeddings()(cont),
+            attention_mask=full_mask,
+            position_ids=pos,
+            use_cache=True,
+            **{self._cache_arg: cache},
+        )
+        logp = out.logits.float().log_softmax(-1)
+        tok = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        tok = tok.masked_fill(targets == IGNORE, 0.0)
+        return scores + tok.sum(-1).view(B, C)
+
+    def _score_expanded(self, batch: Batch, label_ids: list[tuple[int, ...]]) -> torch.Tensor:
+        """Every (example, label) pair as its own full row: simple, exact, C times the work."""
+        B, C = len(batch), len(label_ids)
         K = max(len(ids) for ids in label_ids)
         dev = batch.input_ids.device
         if self.seq2seq:

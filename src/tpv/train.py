@@ -35,6 +35,7 @@ class TrainConfig:
 
     task: str
     out: str = "runs/run"
+    task_options: dict[str, Any] = field(default_factory=dict)  # for user files: columns, words
     model: str | None = None  # None: the embedded SmolLM2
     num_tokens: int = 50
     origin_seed: int = 0
@@ -176,7 +177,7 @@ def train(
     if task is None:
         from tpv.tasks import get_task
 
-        task = get_task(cfg.task)
+        task = get_task(cfg.task, **cfg.task_options)
 
     # --- data -------------------------------------------------------------------------------
     train_rows = task.split("train")

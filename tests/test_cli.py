@@ -1,0 +1,133 @@
+"""The `tpv` command end to end on a tiny model saved to disk and a user CSV file."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tpv.cli import app, main
+from tpv.testing import keyword_task, tiny_llama
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("tiny-model")
+    b = tiny_llama()
+    b.model.save_pretrained(d)
+    b.tokenizer.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def task_csv(tmp_path_factory) -> Path:
+    """The keyword task as a user's CSV: raw labels 0/1 mapped to words on the command line."""
+    task = keyword_task(n_train=80)
+    rows = [ex for split in ("train", "validation", "test") for ex in task.split(split)]
+    path = tmp_path_factory.mktemp("data") / "kw.csv"
+    path.write_text(
+        "sentence,answer\n" + "".join(f"{ex.fields['text']},{ex.label}\n" for ex in rows)
+    )
+    return path
+
+
+def _ok(args: list[str]):
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_train_eval_info_combine_from_the_command_line(tmp_path, tiny_model_dir, task_csv):
+    data = [
+        "--task",
+        str(task_csv),
+        "--text-column",
+        "sentence",
+        "--label-column",
+        "answer",
+        "--label-word",
+        "0=yes",
+        "--label-word",
+        "1=no",
+    ]
+    for name, seed in (("a", 0), ("b", 0)):
+        _ok(
+            [
+                "train",
+                *data,
+                "--model",
+                str(tiny_model_dir),
+                "--tokens",
+                "4",
+                "--steps",
+                "4",
+                "--eval-every",
+                "2",
+                "--origin-seed",
+                str(seed),
+                "--seed",
+                str(ord(name)),
+                "--out",
+                str(tmp_path / name),
+            ]
+        )
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and metrics["model"] == str(tiny_model_dir)
+
+    info = json.loads(
+        _ok(["vector", "info", str(tmp_path / "a" / "vector.safetensors"), "--json"]).stdout
+    )
+    assert info["kind"] == "vector" and info["shape"] == [4, 64]
+    assert info["norm"] == pytest.approx(metrics["vector_norm"])
+
+    out = tmp_path / "multi.safetensors"
+    _ok(
+        [
+            "combine",
+            str(tmp_path / "a" / "vector.safetensors"),
+            str(tmp_path / "b" / "vector.safetensors"),
+            "--origin",
+            str(tmp_path / "a" / "origin.safetensors"),
+            "--method",
+            "ties",
+            "--param",
+            "density=0.5",
+            "--lambda",
+            "0.5",
+            "--out",
+            str(out),
+        ]
+    )
+    assert out.is_file()
+    res = json.loads(
+        _ok(["eval", *data, "--model", str(tiny_model_dir), "--prompt", str(out), "--json"]).stdout
+    )
+    assert 0 <= res["score"] <= 1 and res["n"] > 0
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    monkeypatch.setattr("sys.argv", ["tpv", "vector", "info", str(bad)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().out.strip()
+    assert err.startswith("error:") and str(bad.name) in err and "Traceback" not in err
+
+
+def test_help_has_examples():
+    for cmd in (
+        ["train"],
+        ["eval"],
+        ["combine"],
+        ["vector", "info"],
+        ["experiment", "run"],
+        ["tasks", "list"],
+        ["library", "add"],
+        ["peft", "export"],
+    ):
+        out = _ok([*cmd, "--help"]).output
+        assert "Example" in out, cmd
