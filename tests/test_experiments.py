@@ -166,3 +166,15 @@ def test_config_errors_name_the_field(tmp_path):
         ExperimentConfig.load(bad)
     with pytest.raises(ConfigError, match="no such config file"):
         ExperimentConfig.load(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("name", ["offline", "paper-t5", "paper-llama"])
+def test_shipped_configs_load_and_expand(name):
+    from pathlib import Path
+
+    cfg = ExperimentConfig.load(Path(__file__).parent.parent / "configs" / f"{name}.toml")
+    runner = Runner(cfg)
+    assert runner.jobs("sources") and runner.jobs("fewshot")
+    if name != "offline":
+        assert len(cfg.origin_seeds) == 10 and cfg.scorer == "generate"
+        assert "tpv:mnli+qnli" in cfg.inits_for("scitail")

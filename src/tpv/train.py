@@ -46,6 +46,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     schedule: str = "linear"
     warmup_ratio: float = 0.1
+    warmup_steps: int | None = None  # overrides warmup_ratio (the paper's T5 runs: 500)
     max_steps: int = 300
     epochs: float | None = None  # when set, max_steps = ceil(epochs * train size / batch)
     batch_size: int = 8  # global batch, split across processes and accumulation steps
@@ -204,7 +205,9 @@ def train(
     optimizer = torch.optim.AdamW(
         [model.prompt], lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
     )
-    warmup = round(cfg.warmup_ratio * max_steps)
+    warmup = (
+        cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_ratio * max_steps)
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, max_steps, warmup, cfg.schedule)
     )

@@ -40,7 +40,8 @@ class ExperimentConfig:
     fewshot_shots: list[int] = field(default_factory=lambda: [0])
     fewshot_seeds: list[int] = field(default_factory=lambda: [0])
     fewshot_origin_seed: int = 0
-    fewshot_inits: list[str] = field(default_factory=lambda: ["random"])
+    # One list for every target, or a table target -> list (the paper picks sources per target).
+    fewshot_inits: list[str] | dict[str, list[str]] = field(default_factory=lambda: ["random"])
     fewshot_train: dict[str, Any] = field(default_factory=dict)
     fewshot_lambda: float | str = 1.0  # a number, or "search" on the target's k-shot examples
     source: str = ""  # the file it came from
@@ -114,6 +115,11 @@ class ExperimentConfig:
         cfg.validate()
         return cfg
 
+    def inits_for(self, target: str) -> list[str]:
+        if isinstance(self.fewshot_inits, dict):
+            return list(self.fewshot_inits.get(target, []))
+        return list(self.fewshot_inits)
+
     def validate(self) -> None:
         from tpv.train import TrainConfig
 
@@ -134,7 +140,16 @@ class ExperimentConfig:
                 raise ConfigError(
                     f"{where}: [multitask] combination {combo} uses non-source task(s) {missing}"
                 )
-        for init in self.fewshot_inits:
+        if isinstance(self.fewshot_inits, dict):
+            missing = sorted(set(self.fewshot_targets) - set(self.fewshot_inits))
+            if missing:
+                raise ConfigError(f"{where}: [fewshot.inits] has no list for target(s) {missing}")
+        lists = (
+            self.fewshot_inits.values()
+            if isinstance(self.fewshot_inits, dict)
+            else [self.fewshot_inits]
+        )
+        for init in sorted({i for inits in lists for i in inits}):
             kind, _, arg = init.partition(":")
             if kind not in INIT_KINDS:
                 raise ConfigError(

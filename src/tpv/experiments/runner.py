@@ -129,7 +129,7 @@ class Runner:
             for t in c.fewshot_targets:
                 for k in c.fewshot_shots:
                     for seed in c.fewshot_seeds:
-                        for init in c.fewshot_inits:
+                        for init in c.inits_for(t):
                             # k=0 does no training: one row per init, not per seed.
                             if k == 0 and seed != c.fewshot_seeds[0]:
                                 continue
