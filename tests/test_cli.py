@@ -131,3 +131,67 @@ def test_help_has_examples():
     ):
         out = _ok([*cmd, "--help"]).output
         assert "Example" in out, cmd
+
+
+def test_suggest_ranks_library_vectors(tmp_path, tiny_model_dir, task_csv, monkeypatch):
+    monkeypatch.setenv("TPV_LIBRARY", str(tmp_path / "lib"))
+    data = [
+        "--task",
+        str(task_csv),
+        "--text-column",
+        "sentence",
+        "--label-column",
+        "answer",
+        "--label-word",
+        "0=yes",
+        "--label-word",
+        "1=no",
+    ]
+    for name in ("v1", "v2"):
+        _ok(
+            [
+                "train",
+                *data,
+                "--model",
+                str(tiny_model_dir),
+                "--tokens",
+                "4",
+                "--steps",
+                "6",
+                "--eval-every",
+                "3",
+                "--seed",
+                str(len(name) + ord(name[-1])),
+                "--out",
+                str(tmp_path / name),
+            ]
+        )
+        _ok(["library", "add", str(tmp_path / name / "vector.safetensors"), "--name", name])
+    # The user file is the "target" here too: what matters is the ranking machinery end to end.
+    csv_task = tmp_path / "target.toml"
+    csv_task.write_text(
+        f'data = "{task_csv}"\ntext_columns = ["sentence"]\nlabel_column = "answer"\n'
+        '[label_words]\n"0" = "yes"\n"1" = "no"\n'
+    )
+    out = tmp_path / "init.safetensors"
+    res = json.loads(
+        _ok(
+            [
+                "suggest",
+                "--task",
+                str(csv_task),
+                "--shots",
+                "4",
+                "--model",
+                str(tiny_model_dir),
+                "--probe-steps",
+                "2",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        ).stdout
+    )
+    assert {r["name"] for r in res["ranking"]} == {"v1", "v2"}
+    assert all(r["cosine"] is not None for r in res["ranking"])
+    assert res["score"] >= res["ranking"][0]["zero_shot"] and out.is_file()

@@ -33,14 +33,14 @@ def _config(out) -> ExperimentConfig:
             "train": {"max_steps": 6, "batch_size": 8, "eval_every": 3},
             "multitask": {
                 "combinations": [["kw", "kw_flip"]],
-                "methods": ["sum", {"method": "ties", "density": 0.5}],
+                "methods": ["sum", {"method": "ties", "density": 0.5}, "weights", "concat"],
                 "lambda_grid": [0.0, 0.5, 1.0],
             },
             "fewshot": {
                 "targets": ["kw_target"],
                 "shots": [0, 2],
                 "seeds": [0, 1],
-                "inits": ["random", "tpv:kw+kw_flip", "spot:kw"],
+                "inits": ["random", "tpv:kw+kw_flip", "spot:kw", "suggest:2"],
                 "train": {"max_steps": 4, "batch_size": 4, "eval_every": 2},
             },
         }
@@ -87,11 +87,16 @@ def test_grid_runs_every_stage(full_run):
     rows = _rows(out)
     stages = {k.split("/")[0] for k in rows}
     assert stages == {"sources", "cross_origin", "similarity", "multitask", "fewshot"}
-    # 2 tasks x 2 origins; 2 x 2 x 2 cross; 1 similarity; 1 combo x 2 methods x 2 origins;
-    # 3 inits at k=0 + 3 inits x 2 seeds at k=2
-    assert counts == {"done": 4 + 8 + 1 + 4 + 3 + 6, "skipped": 0}
+    # 2 tasks x 2 origins; 2 x 2 x 2 cross; 1 similarity; 1 combo x 4 methods x 2 origins;
+    # 3 inits at k=0 (suggest needs shots) + 4 inits x 2 seeds at k=2
+    assert counts == {"done": 4 + 8 + 1 + 8 + 3 + 8, "skipped": 0}
     mt = rows["multitask/kw+kw_flip__sum__o0"]
     assert mt["lambda"] in (0.0, 0.5, 1.0) and set(mt["kept_fraction"]) == {"kw", "kw_flip"}
+    weights = rows["multitask/kw+kw_flip__weights__o0"]["lambda"]
+    assert len(weights) == 2 and all(w in (0.0, 0.5, 1.0) for w in weights)
+    assert rows["multitask/kw+kw_flip__concat__o0"]["lambda"] is None
+    sug = rows["fewshot/kw_target__k2__s0__suggest-2"]["suggestion"]
+    assert set(sug["chosen"]) <= {"kw", "kw_flip"} and len(sug["ranking"]) == 2
     assert rows["cross_origin/kw__from-o0__on-o1"]["mixed"] is True
 
 

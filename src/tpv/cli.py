@@ -296,6 +296,105 @@ def combine_cmd(
     console.print(f"{prompt.name} -> {path}")
 
 
+@app.command("suggest")
+def suggest_cmd(
+    task: Annotated[str, typer.Option(help="The new (target) task.")],
+    shots: Annotated[int, typer.Option(help="k training examples per class to rank on.")] = 16,
+    shots_seed: int = 0,
+    library: Annotated[
+        Path | None, typer.Option(help="Library dir (default $TPV_LIBRARY).")
+    ] = None,
+    origin: Annotated[str, typer.Option(help="Origin file, or a seed for --model.")] = "0",
+    top: Annotated[int, typer.Option(help="How many vectors the proposal combines.")] = 2,
+    probe_steps: Annotated[
+        int,
+        typer.Option(
+            help="Also rank by cosine to a probe tuned this many steps on the shots (0: off)."
+        ),
+    ] = 0,
+    model: ModelOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the proposed start prompt here (for tpv train --init)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rank the library's vectors for a new task from its k examples and propose a start.
+
+    Example: tpv suggest --task amazon_polarity --shots 16 --out runs/amz-init.safetensors
+             tpv train --task amazon_polarity --shots 16 --init runs/amz-init.safetensors \\
+                 --out runs/amz
+    """
+    from tpv.backbone import Backbone
+    from tpv.evaluate import Evaluator
+    from tpv.library import Library
+    from tpv.suggest import suggest
+    from tpv.tasks import get_task
+    from tpv.tasks.fewshot import sample_k_shot
+    from tpv.vectors import Origin
+
+    backbone = Backbone.load(model)
+    lib = Library(library)
+    entries = lib.list(model=backbone.name, kind="vector")
+    if not entries:
+        raise ValueError(f"library {lib.root}: no vectors for model {backbone.name!r}")
+    candidates = {e.name: lib.get(e.name) for e in entries}
+    tokens = next(iter(candidates.values())).num_tokens
+    o = (
+        backbone.make_origin(tokens, int(origin))
+        if origin.isdigit()
+        else Origin.load(_resolve(origin))
+    )
+    t = get_task(task)
+    rows = sample_k_shot(t.split("train"), shots, seed=shots_seed)
+    ev = Evaluator(backbone, t, rows)
+    probe = None
+    if probe_steps:
+        import tempfile
+
+        from tpv.train import TrainConfig, train
+        from tpv.vectors import load
+
+        with tempfile.TemporaryDirectory() as d:
+            cfg = TrainConfig(
+                task=task,
+                out=d,
+                num_tokens=tokens,
+                max_steps=probe_steps,
+                eval_every=probe_steps,
+                shots=shots,
+                shots_seed=shots_seed,
+                init=[str(o.save(Path(d) / "origin.safetensors"))],
+                test_examples=1,
+            )
+            train(cfg, backbone=backbone, task=t, progress=False)
+            probe = load(Path(d) / "vector.safetensors")
+    s = suggest(candidates, o, lambda p: ev(p)["score"], top=top, probe=probe)
+    result = s.as_dict()
+    if out is not None:
+        result["out"] = str(s.prompt(candidates, o).save(out))
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(
+        title=f"vectors for {task} ({len(rows)} examples; origin scores {s.baseline:.3f})"
+    )
+    for col in ("vector", "zero-shot", "lambda", "cosine to probe"):
+        table.add_column(col)
+    for r in s.ranking:
+        table.add_row(
+            r.name,
+            f"{r.zero_shot:.3f}",
+            f"{r.lam:g}",
+            "-" if r.cosine is None else f"{r.cosine:.3f}",
+        )
+    console.print(table)
+    console.print(
+        f"proposal: {dict(zip(s.chosen, s.weights, strict=True))} scores {s.score:.3f}"
+        + (f" -> {result['out']}" if out else "")
+    )
+
+
 def _parse_param(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep:

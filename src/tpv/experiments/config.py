@@ -11,7 +11,10 @@ import tomllib
 from tpv.merge import METHODS
 
 STAGES = ("sources", "cross_origin", "similarity", "multitask", "fewshot")
-INIT_KINDS = ("random", "tpv", "spot")
+INIT_KINDS = ("random", "tpv", "spot", "suggest")
+# Multi-task methods the runner adds to tpv.merge's: per-vector weights searched on validation,
+# and concatenating the tuned prompts (n * P tokens; a strong non-arithmetic baseline).
+RUNNER_METHODS = ("weights", "concat")
 
 
 class ConfigError(ValueError):
@@ -129,10 +132,10 @@ class ExperimentConfig:
             if bad:
                 raise ConfigError(f"{where}: unknown [{table}] option(s) {bad}")
         for m in self.multitask_methods:
-            if m.get("method") not in METHODS:
+            if m.get("method") not in METHODS and m.get("method") not in RUNNER_METHODS:
                 raise ConfigError(
                     f"{where}: [multitask] method {m.get('method')!r} unknown; "
-                    f"use one of {sorted(METHODS)}"
+                    f"use one of {sorted(METHODS) + list(RUNNER_METHODS)}"
                 )
         for combo in self.multitask_combinations:
             missing = [t for t in combo if t not in self.sources]
@@ -153,8 +156,15 @@ class ExperimentConfig:
             kind, _, arg = init.partition(":")
             if kind not in INIT_KINDS:
                 raise ConfigError(
-                    f"{where}: [fewshot] init {init!r}: use random, tpv:A+B or spot:A"
+                    f"{where}: [fewshot] init {init!r}: "
+                    "use random, tpv:A+B, spot:A or suggest[:TOP]"
                 )
+            if kind == "suggest":
+                if arg and not arg.isdigit():
+                    raise ConfigError(
+                        f"{where}: [fewshot] init {init!r}: suggest:TOP takes a number"
+                    )
+                continue
             missing = [t for t in arg.split("+") if arg and t not in self.sources]
             if missing:
                 raise ConfigError(

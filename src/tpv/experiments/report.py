@@ -20,6 +20,15 @@ def _ms(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}"
 
 
+def _lambda_cell(values: list) -> str:
+    """One lambda (mean ± std), per-vector weights (as searched per origin), or none (concat)."""
+    if all(v is None for v in values):
+        return "-"
+    if any(isinstance(v, list) for v in values):
+        return "; ".join("(" + ", ".join(f"{w:g}" for w in v) + ")" for v in values)
+    return _ms(values)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
@@ -167,7 +176,7 @@ def _multitask(rows: list[dict], dest: Path, plots: bool) -> list[str]:
             [
                 combo,
                 method,
-                _ms([r["lambda"] for r in rs]),
+                _lambda_cell([r["lambda"] for r in rs]),
                 "<br>".join(cells),
                 _ms([min(v for v in r["kept_fraction"].values() if v is not None) for r in rs]),
             ]

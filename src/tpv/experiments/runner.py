@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tpv import merge
 from tpv.experiments.config import STAGES, ExperimentConfig
 from tpv.io import write_json
@@ -133,6 +135,8 @@ class Runner:
                             # k=0 does no training: one row per init, not per seed.
                             if k == 0 and seed != c.fewshot_seeds[0]:
                                 continue
+                            if k == 0 and init.startswith("suggest"):
+                                continue  # suggest ranks vectors on the k examples: none at k=0
                             out.append(
                                 Job(
                                     stage,
@@ -264,15 +268,35 @@ class Runner:
         params = {k: v for k, v in method.items() if k != "method"}
         name = method["method"]
 
-        def prompt_for(lam: float) -> SoftPrompt:
-            return merge.combine(name, vectors, **params).apply(origin, lam)
-
-        def mean_val(lam: float) -> float:
-            p = prompt_for(lam)
+        def mean_val(p: SoftPrompt) -> float:
             return sum(self.val_score(t, p) for t in tasks) / len(tasks)
 
-        search = merge.search_lambda(mean_val, self.cfg.lambda_grid)
-        prompt = prompt_for(search.best)
+        if name == "concat":
+            # Not arithmetic: each task's own tuned prompt, one after the other (n * P tokens).
+            tuned = [v.apply(origin).tensor for v in vectors]
+            prompt = SoftPrompt(
+                torch.cat(tuned), origin.model, name=" | ".join(tasks), tasks=tuple(tasks)
+            )
+            search = merge.SearchResult(None, [])
+        elif name == "weights":
+            # One weight per vector, coordinate search on the tasks' mean validation score.
+            search = merge.search_weights(
+                lambda w: mean_val(merge.weighted(vectors, w).apply(origin)),
+                len(vectors),
+                self.cfg.lambda_grid,
+                params.get("rounds", 2),
+                budget=params.get("budget"),
+            )
+            prompt = merge.weighted(vectors, search.best).apply(origin)
+        else:
+
+            def prompt_for(lam: float) -> SoftPrompt:
+                return merge.combine(name, vectors, **params).apply(origin, lam)
+
+            search = merge.search_lambda(
+                lambda lam: mean_val(prompt_for(lam)), self.cfg.lambda_grid
+            )
+            prompt = prompt_for(search.best)
         scores = {t: self.test_score(t, prompt)["score"] for t in tasks}
         # origin + tau is the tuned prompt itself: its test score is in the source row.
         single = {t: self.source_row(t, origin_seed)["test"] for t in tasks}
@@ -289,7 +313,7 @@ class Runner:
         }
 
     def _fewshot_init(
-        self, init: str, origin: Origin, origin_seed: int, target: str
+        self, init: str, origin: Origin, origin_seed: int, target: str, shots: int, seed: int
     ) -> tuple[SoftPrompt, dict]:
         kind, _, arg = init.partition(":")
         if kind == "random":
@@ -299,6 +323,8 @@ class Runner:
             return SoftPrompt(
                 tuned.tensor, tuned.model, name=f"spot:{arg}", origin_id=origin.id
             ), {}
+        if kind == "suggest":
+            return self._suggest_init(origin, origin_seed, target, shots, seed, int(arg or 2))
         vectors = [self.source_vector(t, origin_seed) for t in arg.split("+")]
         tau = sum_vectors(vectors)
         lam = self.cfg.fewshot_lambda
@@ -311,12 +337,34 @@ class Runner:
         extra["lambda"] = float(lam)
         return tau.apply(origin, float(lam)), extra
 
+    def _suggest_init(
+        self, origin: Origin, origin_seed: int, target: str, shots: int, seed: int, top: int
+    ) -> tuple[SoftPrompt, dict]:
+        """Rank every source vector on the same k shots the tuning will see (never on test or
+        validation) and start from the proposed weighted combination."""
+        from tpv.evaluate import Evaluator
+        from tpv.suggest import suggest
+        from tpv.tasks.fewshot import sample_k_shot
+
+        task = self.task(target)
+        rows = sample_k_shot(task.split("train"), shots, seed=seed)
+        ev = Evaluator(
+            self.backbone,
+            task,
+            rows,
+            scorer=self.cfg.scorer,
+            max_input_tokens=self.cfg.max_input_tokens,
+        )
+        candidates = {t: self.source_vector(t, origin_seed) for t in self.cfg.sources}
+        s = suggest(candidates, origin, lambda p: ev(p)["score"], top=top)
+        return s.prompt(candidates, origin), {"suggestion": s.as_dict()}
+
     def _run_fewshot(self, target: str, shots: int, seed: int, init: str) -> dict:
         from tpv.train import train
 
         s = self.cfg.fewshot_origin_seed
         origin = self.origin(s)
-        start, extra = self._fewshot_init(init, origin, s, target)
+        start, extra = self._fewshot_init(init, origin, s, target, shots, seed)
         row = {"target": target, "shots": shots, "seed": seed, "init": init, **extra}
         if shots == 0:
             r = self.test_score(target, start)

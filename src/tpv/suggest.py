@@ -1,0 +1,111 @@
+"""Which of my vectors should start this new task? Rank candidates from a few target examples.
+
+Two signals, both cheap:
+  zero-shot   the score of origin + lam * tau on the k target examples (lam from a small grid):
+              does this vector already do something useful for the target?
+  similarity  cosine between tau and a probe vector from a brief tuning run on the same k
+              examples (SPoT-style retrieval). FINDINGS.md warns that vectors of one task from
+              different origins are nearly orthogonal, so this signal is reported, not trusted.
+The proposal: the top-m vectors by zero-shot score, with per-vector weights searched on the same
+examples (starting from the best single vector, so it never scores below it on them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tpv import merge
+from tpv.vectors import Origin, SoftPrompt, TaskPromptVector
+
+log = logging.getLogger(__name__)
+ScoreFn = Callable[[SoftPrompt], float]
+
+
+@dataclass
+class Ranked:
+    name: str
+    zero_shot: float
+    lam: float
+    cosine: float | None = None
+
+
+@dataclass
+class Suggestion:
+    ranking: list[Ranked]
+    chosen: list[str]
+    weights: tuple[float, ...]
+    score: float  # of the proposed prompt on the k examples
+    baseline: float  # of the bare origin on the k examples
+    history: list = field(default_factory=list)
+
+    def vector(self, candidates: Mapping[str, TaskPromptVector]) -> TaskPromptVector:
+        return merge.weighted([candidates[n] for n in self.chosen], self.weights)
+
+    def prompt(self, candidates: Mapping[str, TaskPromptVector], origin: Origin) -> SoftPrompt:
+        return self.vector(candidates).apply(origin)
+
+    def as_dict(self) -> dict:
+        return {
+            "chosen": self.chosen,
+            "weights": list(self.weights),
+            "score": self.score,
+            "origin_score": self.baseline,
+            "ranking": [r.__dict__ for r in self.ranking],
+        }
+
+
+def rank_by_zero_shot(
+    candidates: Mapping[str, TaskPromptVector],
+    origin: Origin,
+    score: ScoreFn,
+    grid: Sequence[float] = (0.5, 1.0),
+) -> list[Ranked]:
+    """Candidates by their best score on the target examples over `grid` (ties: name order)."""
+    if not candidates:
+        raise ValueError("suggest: no candidate vectors (is the library empty for this model?)")
+    ranked = []
+    for name, tau in candidates.items():
+        res = merge.search_lambda(lambda lam, tau=tau: score(tau.apply(origin, lam)), grid)
+        ranked.append(Ranked(name, dict(res.history)[res.best], res.best))
+        log.info("suggest: %s zero-shot %.4f at lambda %g", name, ranked[-1].zero_shot, res.best)
+    return sorted(ranked, key=lambda r: (-r.zero_shot, r.name))
+
+
+def add_similarity(
+    ranked: list[Ranked], candidates: Mapping[str, TaskPromptVector], probe: TaskPromptVector
+) -> None:
+    for r in ranked:
+        r.cosine = candidates[r.name].cosine(probe)
+
+
+def suggest(
+    candidates: Mapping[str, TaskPromptVector],
+    origin: Origin,
+    score: ScoreFn,
+    *,
+    top: int = 2,
+    grid: Sequence[float] = (0.5, 1.0),
+    weight_grid: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    rounds: int = 1,
+    probe: TaskPromptVector | None = None,
+) -> Suggestion:
+    """Rank the candidates and propose a weighted combination of the top `top`."""
+    ranking = rank_by_zero_shot(candidates, origin, score, grid)
+    if probe is not None:
+        add_similarity(ranking, candidates, probe)
+    chosen = [r.name for r in ranking[:top]]
+    vectors = [candidates[n] for n in chosen]
+    # Start from the best single vector at its lambda: the search can only improve on it.
+    start = tuple([ranking[0].lam] + [0.0] * (len(chosen) - 1))
+    res = merge.search_weights(
+        lambda w: score(merge.weighted(vectors, w).apply(origin)),
+        len(vectors),
+        weight_grid,
+        rounds,
+        start=start,
+    )
+    best_score = dict(res.history)[res.best]
+    baseline = score(SoftPrompt(origin.tensor, origin.model, name="origin", origin_id=origin.id))
+    return Suggestion(ranking, chosen, tuple(res.best), best_score, baseline, res.history)
