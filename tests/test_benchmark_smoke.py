@@ -76,3 +76,17 @@ def test_pipeline_a_tunes_the_same_prompt_as_tpv_without_clipping():
             assert torch.allclose(tpv, a, atol=1e-4), (model, (tpv - a).abs().max())
     finally:
         torch.set_num_threads(threads)
+
+
+def test_gpu_mode_models_build_on_the_meta_device():
+    """The gpu mode runs blind on a lent machine: its model definitions are checked here, built
+    on the meta device (no memory, no GPU). Vocabulary size does not enter these counts."""
+    s = bt.parse_args(["--mode", "gpu", "--device", "meta"])
+    assert s.models == ["llama-1b", "smollm2", "t5-base"]
+    assert (s.batch_size, s.prompt_tokens) == (32, 50)
+    llama = bt.build_workload("llama-1b", s)
+    main, dec = bt.nonembedding_params(llama.backbone.model)
+    assert 0.95e9 < main < 1.0e9 and dec == 0  # LLaMA-3.2-1B's shape: 0.97B
+    t5 = bt.build_workload("t5-base", s)
+    enc, dec = bt.nonembedding_params(t5.backbone.model)
+    assert t5.seq2seq and 80e6 < enc < 90e6 and 110e6 < dec < 116e6  # T5-base: 85M + 113M

@@ -1,0 +1,1 @@
+"""Benchmarks of tpv against the reference pipelines; `python -m benchmarks.throughput`."""
