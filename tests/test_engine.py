@@ -13,6 +13,11 @@ from tpv.train import TrainConfig, train
 from tpv.vectors import SoftPrompt, TaskPromptVector, load
 
 BACKBONES = {"llama": tiny_llama, "t5": tiny_t5}
+# A ChatML-like template: every input then opens with the same tokens, as with real chat models.
+CHAT = (
+    "{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}<s> maybe : {% endif %}"
+)
 
 
 def _cfg(tmp_path, **kw) -> TrainConfig:
@@ -253,3 +258,30 @@ def test_cached_label_scoring_matches_full_rows():
     cached = model.score_labels(batch, enc.label_ids)
     full = model._score_expanded(batch, enc.label_ids)
     torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4)
+
+
+def test_shared_prefix_gives_the_same_loss_gradient_and_scores():
+    """Running [prompt][common prefix] once per batch is an optimisation, not a change."""
+    backbone = tiny_llama(chat_template=CHAT)
+    task = keyword_task(length=5)
+    enc = Encoder(backbone, task)
+    items = enc.encode_all(
+        task.split("train")[:3] + keyword_task(length=8, seed=4).split("train")[:2]
+    )
+    shared = collate(items, 0, False, share_prefix=True)
+    plain = collate(items, 0, False)
+    assert shared.prefix_ids.numel() >= 3  # the chat template's opening is common to all rows
+    grads, losses = [], []
+    for batch in (plain, shared):
+        model = PromptedModel(backbone, backbone.make_origin(4, seed=2).tensor)
+        loss = model(batch.input_ids, batch.attention_mask, batch.labels, batch.prefix_ids)
+        loss.mean().backward()
+        losses.append(loss.detach())
+        grads.append(model.prompt.grad)
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-5)
+    model = PromptedModel(backbone, backbone.make_origin(4, seed=2).tensor)
+    for labels in (enc.label_ids, [(enc.label_ids[0][0],), enc.label_ids[1] + enc.label_ids[0]]):
+        a = model.score_labels(collate(items, 0, False, False, share_prefix=True), labels)
+        b = model.score_labels(collate(items, 0, False, False), labels)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -86,33 +86,60 @@ class Batch:
     labels: torch.Tensor  # (B, K) answer ids; IGNORE where shorter (decoder: left side)
     label_index: torch.Tensor  # (B,) class ids
     values: torch.Tensor | None = None  # (B,) gold regression values
+    # Decoder only: tokens every row starts with (chat template, instruction), cut from the rows
+    # and run once per batch right after the prompt; None when not shared.
+    prefix_ids: torch.Tensor | None = None
 
     def to(self, device) -> Batch:
+        def move(t):
+            return None if t is None else t.to(device)
+
         return Batch(
             self.input_ids.to(device),
             self.attention_mask.to(device),
             self.labels.to(device),
             self.label_index.to(device),
-            None if self.values is None else self.values.to(device),
+            move(self.values),
+            move(self.prefix_ids),
         )
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
 
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest prefix all sequences share."""
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for i in range(n):
+        tok = first[i]
+        if any(s[i] != tok for s in seqs):
+            return i
+    return n
+
+
 def collate(
-    items: Sequence[Encoded], pad_id: int, seq2seq: bool, with_answer: bool = True
+    items: Sequence[Encoded],
+    pad_id: int,
+    seq2seq: bool,
+    with_answer: bool = True,
+    share_prefix: bool = False,
 ) -> Batch:
     """Pad to the longest row of this batch (never to a fixed length).
 
     Decoder-only with `with_answer`: rows are input + answer, left-padded; `labels` holds the
     answer right-aligned. Without it (scoring, generation) rows are the input alone.
     Encoder-decoder: inputs right-padded; `labels` the answer right-padded with IGNORE.
+    `share_prefix` (decoder only): the tokens all inputs start with become `prefix_ids`, and each
+    row keeps at least its last input token (the position that predicts the answer).
     """
+    prefix = 0
+    if share_prefix and not seq2seq:
+        inputs = [it.input_ids for it in items]
+        prefix = min(common_prefix_length(inputs), min(len(x) for x in inputs) - 1)
     if seq2seq or not with_answer:
-        rows = [it.input_ids for it in items]
+        rows = [it.input_ids[prefix:] for it in items]
     else:
-        rows = [it.input_ids + it.target_ids for it in items]
+        rows = [it.input_ids[prefix:] + it.target_ids for it in items]
     T = max(len(r) for r in rows)
     K = max(len(it.target_ids) for it in items)
     B = len(items)
@@ -133,14 +160,24 @@ def collate(
     values = None
     if any(it.value is not None for it in items):
         values = torch.tensor([float("nan") if it.value is None else it.value for it in items])
-    return Batch(ids, mask, labels, torch.tensor([it.label for it in items]), values)
+    prefix_ids = (
+        torch.tensor(items[0].input_ids[:prefix], dtype=torch.long)
+        if share_prefix and not seq2seq
+        else None
+    )
+    return Batch(ids, mask, labels, torch.tensor([it.label for it in items]), values, prefix_ids)
 
 
 def batches(
-    items: Sequence[Encoded], batch_size: int, pad_id: int, seq2seq: bool, with_answer: bool = False
+    items: Sequence[Encoded],
+    batch_size: int,
+    pad_id: int,
+    seq2seq: bool,
+    with_answer: bool = False,
+    share_prefix: bool = False,
 ):
     """Evaluation batches in length order (less padding), each remembering its row positions."""
     order = sorted(range(len(items)), key=lambda i: len(items[i].input_ids))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        yield idx, collate([items[i] for i in idx], pad_id, seq2seq, with_answer)
+        yield idx, collate([items[i] for i in idx], pad_id, seq2seq, with_answer, share_prefix)

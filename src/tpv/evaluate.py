@@ -67,7 +67,10 @@ class Evaluator:
         pred = [metrics.INVALID] * n
         pred_values = [0.0] * n
         device = model.prompt.device
-        for idx, batch in batches(self.items, self.batch_size, model.pad_id, self.seq2seq):
+        share = self.scorer == "rank" and model.can_share_prefix
+        for idx, batch in batches(
+            self.items, self.batch_size, model.pad_id, self.seq2seq, share_prefix=share
+        ):
             batch = batch.to(device)
             if self.scorer == "rank":
                 chosen = model.score_labels(batch, self.encoder.label_ids).argmax(-1).tolist()

@@ -46,14 +46,60 @@ class PromptedModel(nn.Module):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return embeds, mask, positions
 
-    def _decoder_logits(self, input_ids, attention_mask, keep: int) -> torch.Tensor:
-        """Logits of the last `keep` positions only (the LM head is costly over a large vocab)."""
-        embeds, mask, positions = self._inputs(input_ids, attention_mask)
+    @property
+    def can_share_prefix(self) -> bool:
+        """Decoder models with a KV cache can run the shared [prompt][prefix] once per batch."""
+        return not self.seq2seq and self._cache_arg is not None
+
+    def _run_decoder(
+        self, input_ids, attention_mask, keep: int, prefix_ids=None, use_cache: bool = False
+    ):
+        """Logits of the last `keep` positions only (the LM head is costly over a large vocab),
+        the KV cache when asked, and the attention mask over everything before.
+
+        With `prefix_ids`, [prompt][prefix] runs once at batch size 1 and every row continues
+        from copies of its KV cache: the same numbers as running [prompt][prefix][row] per row
+        (gradients flow back through the cache to the prompt), for a fraction of the work when
+        the chat template and instruction are most of each input.
+        """
         kw = {"logits_to_keep": keep} if self._keep_logits else {}
-        out = self.model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False, **kw
+        if prefix_ids is None:
+            embeds, mask, positions = self._inputs(input_ids, attention_mask)
+            out = self.model(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=use_cache,
+                **kw,
+            )
+            return out.logits[:, -keep:], (out[self._cache_arg] if use_cache else None), mask
+        emb = self.model.get_input_embeddings()
+        B = input_ids.shape[0]
+        shared = torch.cat([self.prompt.to(emb.weight.dtype), emb(prefix_ids)], dim=0)[None]
+        n = shared.shape[1]
+        head = self.model(
+            inputs_embeds=shared,
+            use_cache=True,
+            **({"logits_to_keep": 1} if self._keep_logits else {}),
         )
-        return out.logits[:, -keep:]
+        cache = head[self._cache_arg]
+        cache.batch_repeat_interleave(B)
+        mask = torch.cat([attention_mask.new_ones((B, n)), attention_mask], dim=1)
+        positions = n + (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            inputs_embeds=emb(input_ids),
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{self._cache_arg: cache},
+            **kw,
+        )
+        return out.logits[:, -keep:], (out[self._cache_arg] if use_cache else None), mask
+
+    def _decoder_logits(
+        self, input_ids, attention_mask, keep: int, prefix_ids=None
+    ) -> torch.Tensor:
+        return self._run_decoder(input_ids, attention_mask, keep, prefix_ids)[0]
 
     def _seq2seq_logits(
         self, input_ids, attention_mask, labels, encoder_hidden=None
@@ -69,7 +115,7 @@ class PromptedModel(nn.Module):
         return out.logits
 
     # --- training ---------------------------------------------------------------------------
-    def forward(self, input_ids, attention_mask, labels) -> torch.Tensor:
+    def forward(self, input_ids, attention_mask, labels, prefix_ids=None) -> torch.Tensor:
         """Per-example loss: mean cross-entropy over that example's answer tokens.
 
         A per-example mean (then a batch mean) keeps the loss the same whether a global batch
@@ -81,7 +127,7 @@ class PromptedModel(nn.Module):
             K = labels.shape[1]
             # Position t predicts token t+1: the K answer tokens are predicted by the K positions
             # before the last one.
-            logits = self._decoder_logits(input_ids, attention_mask, K + 1)[:, :-1]
+            logits = self._decoder_logits(input_ids, attention_mask, K + 1, prefix_ids)[:, :-1]
         tok_loss = F.cross_entropy(
             logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"
         )
@@ -97,7 +143,9 @@ class PromptedModel(nn.Module):
         decoder share the input's KV cache; T5 encodes once and decodes each label.
         """
         if not self.seq2seq and all(len(ids) == 1 for ids in label_ids):
-            logits = self._decoder_logits(batch.input_ids, batch.attention_mask, 1)[:, -1]
+            logits = self._decoder_logits(
+                batch.input_ids, batch.attention_mask, 1, batch.prefix_ids
+            )[:, -1]
             logp = logits.float().log_softmax(-1)
             return logp[:, [ids[0] for ids in label_ids]]
         if not self.seq2seq and self._cache_arg is not None:
@@ -111,16 +159,13 @@ class PromptedModel(nn.Module):
         B, C = len(batch), len(label_ids)
         K = max(len(ids) for ids in label_ids)
         dev = batch.input_ids.device
-        embeds, mask, positions = self._inputs(batch.input_ids, batch.attention_mask)
-        kw = {"logits_to_keep": 1} if self._keep_logits else {}
-        out = self.model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **kw
+        logits, cache, mask = self._run_decoder(
+            batch.input_ids, batch.attention_mask, 1, batch.prefix_ids, use_cache=True
         )
-        first = out.logits[:, -1].float().log_softmax(-1)
+        first = logits[:, -1].float().log_softmax(-1)
         scores = first[:, [ids[0] for ids in label_ids]]  # (B, C)
         if K == 1:
             return scores
-        cache = out[self._cache_arg]
         cache.batch_repeat_interleave(C)
         # Row b*C + c continues example b with label c: inputs ids[:-1] predict ids[1:];
         # right padding after a label's end cannot affect its (causal) scores.
@@ -150,6 +195,8 @@ class PromptedModel(nn.Module):
 
     def _score_expanded(self, batch: Batch, label_ids: list[tuple[int, ...]]) -> torch.Tensor:
         """Every (example, label) pair as its own full row: simple, exact, C times the work."""
+        if batch.prefix_ids is not None:
+            raise ValueError("full-row scoring needs batches collated without share_prefix")
         B, C = len(batch), len(label_ids)
         K = max(len(ids) for ids in label_ids)
         dev = batch.input_ids.device
@@ -190,6 +237,8 @@ class PromptedModel(nn.Module):
     @torch.inference_mode()
     def generate(self, batch: Batch, max_new_tokens: int = 16) -> torch.Tensor:
         """Greedy continuation token ids (B, <= max_new_tokens) after the prompt and input."""
+        if batch.prefix_ids is not None:
+            raise ValueError("generation needs batches collated without share_prefix")
         embeds, mask, _ = self._inputs(batch.input_ids, batch.attention_mask)
         return self.model.generate(
             inputs_embeds=embeds,

@@ -65,6 +65,7 @@ class TrainConfig:
     checkpoint_every: int | None = None  # default: eval_every
     test_init: bool = False  # also score the initial prompt on test (before/after)
     dtype: str = "auto"  # auto: bf16 on CUDA, float32 elsewhere
+    share_prefix: bool = True  # decoders: run the tokens every input starts with once per batch
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -254,6 +255,7 @@ def train(
     # --- the loop ---------------------------------------------------------------------------
     stream = _StepStream(len(items), cfg.seed)
     micro = cfg.batch_size // cfg.grad_accum
+    share_prefix = cfg.share_prefix and model.can_share_prefix
     ckpt_every = cfg.checkpoint_every or cfg.eval_every
     bar = _progress(max_steps, state["step"], enabled=progress and main)
     stopped_early = False
@@ -266,10 +268,15 @@ def train(
             chunk = global_idx[m * micro : (m + 1) * micro]
             local = chunk[acc.process_index :: acc.num_processes]
             batch = collate(
-                [items[i] for i in local], model.pad_id, backbone.is_encoder_decoder
+                [items[i] for i in local],
+                model.pad_id,
+                backbone.is_encoder_decoder,
+                share_prefix=share_prefix,
             ).to(acc.device)
             with acc.autocast():
-                loss = ddp_model(batch.input_ids, batch.attention_mask, batch.labels).mean()
+                loss = ddp_model(
+                    batch.input_ids, batch.attention_mask, batch.labels, batch.prefix_ids
+                ).mean()
             acc.backward(loss / cfg.grad_accum)
             loss_sum += loss.detach() / cfg.grad_accum
         optimizer.step()
