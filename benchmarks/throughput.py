@@ -575,8 +575,9 @@ def run_tpv(w: Workload, d: Data, s: Settings, peak: float | None) -> dict:
         rows = d.train[step * B : (step + 1) * B]
         # One process, no accumulation: this is train()'s step (Accelerate's prepare, autocast
         # and backward are pass-throughs then).
-        batch = collate(rows, model.pad_id, d.seq2seq).to(dev)
-        loss = model(batch.input_ids, batch.attention_mask, batch.labels).mean()
+        # train() shares the tokens every input starts with (template, instruction) on decoders.
+        batch = collate(rows, model.pad_id, d.seq2seq, share_prefix=model.can_share_prefix).to(dev)
+        loss = model(batch.input_ids, batch.attention_mask, batch.labels, batch.prefix_ids).mean()
         loss.backward()
         optimizer.step()
         scheduler.step()
@@ -584,7 +585,10 @@ def run_tpv(w: Workload, d: Data, s: Settings, peak: float | None) -> dict:
         losses.append(float(loss.detach()))  # train() reads the loss every step too (a device sync)
         stamps.append(time.perf_counter())
         tokens, flops = d.step_cost(rows)
-        width = batch.input_ids.shape[1] + d.P + (batch.labels.shape[1] if d.seq2seq else 0)
+        shared = 0 if batch.prefix_ids is None else batch.prefix_ids.numel()
+        width = (
+            shared + batch.input_ids.shape[1] + d.P + (batch.labels.shape[1] if d.seq2seq else 0)
+        )
         costs.append((len(rows), tokens, len(rows) * width, flops))
     train = summarize_training(stamps, costs, s, peak) | {"losses": losses}
 

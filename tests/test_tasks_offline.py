@@ -167,7 +167,7 @@ def test_vader_env_var_and_checksum(tmp_path, monkeypatch, home):
     monkeypatch.setenv("TPV_VADER_SDIST", str(tmp_path / "missing.tar.gz"))
     with pytest.raises(TaskError, match=r"TPV_VADER_SDIST points to .*missing\.tar\.gz"):
         assets.ensure_vader_sdist()
-    monkeypatch.setattr(assets, "VADER_SHA256", assets._sha256(fake))
+    monkeypatch.setattr(assets, "VADER_SHA256", assets.sha256_file(fake))
     monkeypatch.setenv("TPV_VADER_SDIST", str(fake))
     assert assets.ensure_vader_sdist() == fake
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import hashlib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tpv.io import sha256_file
 from tpv.paths import tpv_home
 from tpv.vectors import FormatError, Origin, SoftPrompt, TaskPromptVector, _PromptTensor, load
 
@@ -113,14 +113,6 @@ def default_root() -> Path:
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
     return tpv_home() / "library"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _origin_ids(obj: _PromptTensor) -> tuple[str, ...]:
@@ -241,7 +233,7 @@ class Library:
                 raise LibraryError(
                     f"name {name!r}: use letters, digits and . _ + = @ - (and / between parts)"
                 )
-            sha, size = _sha256(tmp), tmp.stat().st_size
+            sha, size = sha256_file(tmp), tmp.stat().st_size
             rel = f"{OBJECTS}/{sha}.safetensors"
             meta = {**loaded.metadata(), **(metadata or {})}
             with self._connect() as con, self._write(con):
@@ -408,7 +400,7 @@ def _check_file(e: Entry) -> str | None:
     if size != e.size:
         what = "truncated" if size < e.size else "grown"
         return f"{what}: {size} bytes, recorded {e.size}"
-    sha = _sha256(e.path)
+    sha = sha256_file(e.path)
     if sha != e.sha256:
         return f"content changed: sha256 {sha[:12]}..., recorded {e.sha256[:12]}..."
     return None

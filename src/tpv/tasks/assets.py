@@ -7,7 +7,6 @@ data_home()/downloads and checked against a pinned SHA-256.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -16,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..io import sha256_file
 from ..paths import data_home
 from .base import TaskError
 
@@ -54,16 +54,8 @@ def package_file(package: str, relative: str) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _checked(path: Path) -> Path:
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != VADER_SHA256:
         raise TaskError(
             f"{path} is not the expected {VADER_SDIST} (sha256 {digest}, expected "
