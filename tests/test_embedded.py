@@ -36,19 +36,21 @@ def test_vocab_origin_is_deterministic_and_at_embedding_scale(backbone):
     assert 10 < a.norm() < 40  # embedding rows (std ~0.14 per entry over 50 x 576)
 
 
-def test_short_tuning_on_real_corpus_raises_test_score(backbone, tmp_path):
+def test_short_tuning_on_real_corpus_raises_test_accuracy(backbone, tmp_path):
+    # Accuracy, not F1: an untrained prompt that answers "positive" to everything already has a
+    # binary F1 of ~0.73 on Rotten Tomatoes (58% positive) but only ~58% accuracy.
     task = get_task("rotten_tomatoes")
     cfg = TrainConfig(
         task=task.name,
         out=str(tmp_path / "rt"),
-        num_tokens=10,
-        max_steps=30,
+        num_tokens=20,
+        max_steps=40,
         batch_size=8,
-        eval_every=15,
-        eval_examples=48,
-        test_examples=96,
+        eval_every=20,
+        eval_examples=64,
+        test_examples=100,
         test_init=True,
     )
     m = train(cfg, backbone=backbone, task=task, progress=False)
-    assert m["test"]["score"] > m["init_test"]["score"]
-    assert m["test"]["n"] == 96 and m["steps"] == 30
+    assert m["test"]["accuracy"] > m["init_test"]["accuracy"] + 0.05
+    assert m["test"]["n"] == 100 and m["steps"] == 40
