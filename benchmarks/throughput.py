@@ -46,6 +46,7 @@ from tpv.data import IGNORE, Encoded, Encoder, collate
 from tpv.evaluate import Evaluator
 from tpv.prompted import PromptedModel
 from tpv.tasks.base import Task
+from tpv.tasks.fewshot import subsample
 from tpv.train import _StepStream, lr_factor
 
 PIPELINES = ("tpv", "A", "B")
@@ -512,7 +513,7 @@ def prepare_data(w: Workload, s: Settings) -> Data:
         if i not in cache:
             cache[i] = encoder.encode(train_rows[i])
         train.append(cache[i])
-    test_rows = task.split("test")[: s.eval_examples]
+    test_rows = subsample(task.split("test"), s.eval_examples)  # caps sample: splits can be sorted
     origin = bb.make_origin(s.prompt_tokens, seed=s.seed).tensor
     return Data(
         encoder,

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tpv.tasks import Example, TaskError, sample_k_shot, stratified_split
+from tpv.tasks.fewshot import subsample
 
 
 def pool(counts: dict[int, int]) -> list[Example]:
@@ -127,3 +128,12 @@ def test_k_total_never_exceeds_k_and_is_deterministic(counts, k, seed):
         top = max(got.values())
         for c, n in counts.items():
             assert got.get(c, 0) >= min(n, top - 1)
+
+
+def test_subsample_of_a_class_sorted_split_covers_every_class():
+    rows = [Example({"text": f"r{i}"}, i // 10) for i in range(50)]  # sorted by class, 5 x 10
+    pick = subsample(rows, 20, seed=0)
+    assert len(pick) == 20 and len({e.label for e in pick}) == 5
+    assert pick == subsample(rows, 20, seed=0)  # seeded
+    assert [rows.index(e) for e in pick] == sorted(rows.index(e) for e in pick)  # order kept
+    assert subsample(rows, None) == rows and subsample(rows, 99) == rows

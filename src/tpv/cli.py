@@ -280,10 +280,11 @@ def combine_cmd(
         from tpv.backbone import Backbone
         from tpv.evaluate import Evaluator
         from tpv.tasks import get_task
+        from tpv.tasks.fewshot import subsample
 
         backbone = backbone or Backbone.load(model)
         evs = [
-            Evaluator(backbone, t, t.split("validation")[:eval_examples])
+            Evaluator(backbone, t, subsample(t.split("validation"), eval_examples))
             for t in map(get_task, task)
         ]
         res = merge.search_lambda(

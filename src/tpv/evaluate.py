@@ -19,6 +19,7 @@ from tpv.backbone import Backbone
 from tpv.data import Encoded, Encoder, batches
 from tpv.prompted import PromptedModel
 from tpv.tasks.base import Example, Task
+from tpv.tasks.fewshot import subsample
 from tpv.vectors import Origin, SoftPrompt
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def evaluate(
     """Score one prompt on one split of a task."""
     examples = task.split(split)
     if max_examples is not None:
-        examples = examples[:max_examples]
+        examples = subsample(examples, max_examples)
     ev = Evaluator(
         backbone,
         task,

@@ -170,7 +170,7 @@ def train(
     """Run one prompt-tuning job; returns the metrics also written to `out/metrics.json`."""
     from accelerate import Accelerator
 
-    from tpv.tasks.fewshot import sample_k_shot
+    from tpv.tasks.fewshot import sample_k_shot, subsample
 
     acc = Accelerator(cpu=not torch.cuda.is_available())
     out = Path(cfg.out)
@@ -184,15 +184,16 @@ def train(
     # --- data -------------------------------------------------------------------------------
     train_rows = task.split("train")
     if cfg.train_examples is not None:
-        train_rows = train_rows[: cfg.train_examples]
+        train_rows = subsample(train_rows, cfg.train_examples, cfg.seed)
     if cfg.shots is not None:
         train_rows = sample_k_shot(train_rows, cfg.shots, seed=cfg.shots_seed)
     encoder = Encoder(backbone, task, cfg.max_input_tokens)
     items = encoder.encode_all(train_rows)
     if len(items) == 0:
         raise ValueError(f"task {task.name!r}: no training examples")
-    val_rows = task.split("validation")[: cfg.eval_examples]
-    test_rows = task.split("test")[: cfg.test_examples]
+    # Caps draw seeded samples: a split's first rows can all be one class (sorted corpora).
+    val_rows = subsample(task.split("validation"), cfg.eval_examples)
+    test_rows = subsample(task.split("test"), cfg.test_examples)
     val = Evaluator(
         backbone, task, val_rows, scorer=cfg.scorer, batch_size=cfg.eval_batch_size, encoder=encoder
     )

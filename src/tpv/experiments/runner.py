@@ -28,6 +28,7 @@ import torch
 from tpv import merge
 from tpv.experiments.config import STAGES, ExperimentConfig
 from tpv.io import write_json
+from tpv.tasks.fewshot import subsample
 from tpv.vectors import Origin, SoftPrompt, TaskPromptVector, load, sum_vectors
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class Runner:
         key = (task_name, split, limit)
         if key not in self._evaluators:
             task = self.task(task_name)
-            rows = task.split(split)[:limit]
+            rows = subsample(task.split(split), limit)
             self._evaluators[key] = Evaluator(
                 self.backbone,
                 task,

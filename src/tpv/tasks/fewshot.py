@@ -109,3 +109,16 @@ def stratified_split(
     chosen = set(first)
     rest = [i for i in range(n) if i not in chosen]
     return first, rest
+
+
+def subsample(rows: Sequence[Example], n: int | None, seed: int = 0) -> list[Example]:
+    """`n` rows drawn at random (seeded), in their original order; all rows when n is None.
+
+    Use this, never `rows[:n]`, to cap a split: corpora often come sorted by class (BBC read
+    folder by folder, tweets by sentiment, DBpedia's test set), so a prefix can be one class.
+    """
+    rows = list(rows)
+    if n is None or n >= len(rows):
+        return rows
+    keep = sorted(np.random.default_rng(seed).permutation(len(rows))[:n].tolist())
+    return [rows[i] for i in keep]
