@@ -33,14 +33,9 @@ def task_csv(tmp_path_factory) -> Path:
     return path
 
 
-def _ok(args: list[str]):
-    result = runner.invoke(app, args, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def test_train_eval_info_combine_from_the_command_line(tmp_path, tiny_model_dir, task_csv):
-    data = [
+def _data_args(task_csv: Path) -> list[str]:
+    """The user CSV as a task: its columns and raw labels 0/1 mapped to words."""
+    return [
         "--task",
         str(task_csv),
         "--text-column",
@@ -52,6 +47,16 @@ def test_train_eval_info_combine_from_the_command_line(tmp_path, tiny_model_dir,
         "--label-word",
         "1=no",
     ]
+
+
+def _ok(args: list[str]):
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_train_eval_info_combine_from_the_command_line(tmp_path, tiny_model_dir, task_csv):
+    data = _data_args(task_csv)
     for name, seed in (("a", 0), ("b", 0)):
         _ok(
             [
@@ -135,18 +140,7 @@ def test_help_has_examples():
 
 def test_suggest_ranks_library_vectors(tmp_path, tiny_model_dir, task_csv, monkeypatch):
     monkeypatch.setenv("TPV_LIBRARY", str(tmp_path / "lib"))
-    data = [
-        "--task",
-        str(task_csv),
-        "--text-column",
-        "sentence",
-        "--label-column",
-        "answer",
-        "--label-word",
-        "0=yes",
-        "--label-word",
-        "1=no",
-    ]
+    data = _data_args(task_csv)
     for name in ("v1", "v2"):
         _ok(
             [
