@@ -128,6 +128,7 @@ def test_help_has_examples():
         ["train"],
         ["eval"],
         ["combine"],
+        ["compose"],
         ["vector", "info"],
         ["experiment", "run"],
         ["tasks", "list"],
@@ -189,3 +190,76 @@ def test_suggest_ranks_library_vectors(tmp_path, tiny_model_dir, task_csv, monke
     assert {r["name"] for r in res["ranking"]} == {"v1", "v2"}
     assert all(r["cosine"] is not None for r in res["ranking"])
     assert res["score"] >= res["ranking"][0]["zero_shot"] and out.is_file()
+
+
+def test_compose_fits_one_prompt_for_two_task_files(tmp_path, tiny_model_dir, task_csv):
+    # Two user tasks as TOML files over the same CSV (one with flipped label words).
+    for name, words in (("kw", ("yes", "no")), ("kw_flip", ("no", "yes"))):
+        (tmp_path / f"{name}.toml").write_text(
+            f'name = "{name}"\ndata = "{task_csv}"\ntext_column = "sentence"\n'
+            f'label_column = "answer"\n[label_words]\n"0" = "{words[0]}"\n"1" = "{words[1]}"\n'
+        )
+    for name in ("kw", "kw_flip"):
+        _ok(
+            [
+                "train",
+                "--task",
+                str(tmp_path / f"{name}.toml"),
+                "--model",
+                str(tiny_model_dir),
+                "--tokens",
+                "4",
+                "--steps",
+                "2",
+                "--eval-every",
+                "2",
+                "--out",
+                str(tmp_path / name),
+            ]
+        )
+    out = tmp_path / "both.safetensors"
+    res = json.loads(
+        _ok(
+            [
+                "compose",
+                str(tmp_path / "kw" / "vector.safetensors"),
+                str(tmp_path / "kw_flip" / "vector.safetensors"),
+                "--task",
+                str(tmp_path / "kw.toml"),
+                "--task",
+                str(tmp_path / "kw_flip.toml"),
+                "--origin",
+                str(tmp_path / "kw" / "origin.safetensors"),
+                "--model",
+                str(tiny_model_dir),
+                "--steps",
+                "2",
+                "--eval-every",
+                "1",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        ).stdout
+    )
+    assert [e["step"] for e in res["evals"]] == [0, 1, 2] and res["best_val"] >= res["init_val"]
+    from tpv.vectors import load
+
+    prompt = load(out)
+    assert prompt.tasks == ("kw", "kw_flip") and prompt.record["method"] == "coefficients"
+    bad = runner.invoke(
+        app,
+        [
+            "compose",
+            str(tmp_path / "kw" / "vector.safetensors"),
+            "--task",
+            "a",
+            "--task",
+            "b",
+            "--origin",
+            "0",
+            "--out",
+            str(out),
+        ],
+    )
+    assert bad.exit_code != 0 and "give one task per vector" in bad.output

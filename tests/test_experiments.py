@@ -33,7 +33,14 @@ def _config(out) -> ExperimentConfig:
             "train": {"max_steps": 6, "batch_size": 8, "eval_every": 3},
             "multitask": {
                 "combinations": [["kw", "kw_flip"]],
-                "methods": ["sum", {"method": "ties", "density": 0.5}, "weights", "concat"],
+                "methods": [
+                    "sum",
+                    {"method": "ties", "density": 0.5},
+                    "weights",
+                    "concat",
+                    {"method": "coefficients", "steps": 2, "eval_every": 1},
+                    {"method": "joint", "steps": 2, "eval_every": 2},
+                ],
                 "lambda_grid": [0.0, 0.5, 1.0],
             },
             "fewshot": {
@@ -51,7 +58,7 @@ def _runner(out, backbone) -> Runner:
     return Runner(_config(out), backbone=backbone, get_task=lambda name: TASKS[name]())
 
 
-TIMING = {"seconds", "examples_per_s", "run_dir"}
+TIMING = {"seconds", "examples_per_s", "run_dir", "train_seconds"}
 
 
 def _untimed(x):
@@ -87,14 +94,18 @@ def test_grid_runs_every_stage(full_run):
     rows = _rows(out)
     stages = {k.split("/")[0] for k in rows}
     assert stages == {"sources", "cross_origin", "similarity", "multitask", "fewshot"}
-    # 2 tasks x 2 origins; 2 x 2 x 2 cross; 1 similarity; 1 combo x 4 methods x 2 origins;
+    # 2 tasks x 2 origins; 2 x 2 x 2 cross; 1 similarity; 1 combo x 6 methods x 2 origins;
     # 3 inits at k=0 (suggest needs shots) + 4 inits x 2 seeds at k=2
-    assert counts == {"done": 4 + 8 + 1 + 8 + 3 + 8, "skipped": 0}
+    assert counts == {"done": 4 + 8 + 1 + 12 + 3 + 8, "skipped": 0}
     mt = rows["multitask/kw+kw_flip__sum__o0"]
     assert mt["lambda"] in (0.0, 0.5, 1.0) and set(mt["kept_fraction"]) == {"kw", "kw_flip"}
     weights = rows["multitask/kw+kw_flip__weights__o0"]["lambda"]
     assert len(weights) == 2 and all(w in (0.0, 0.5, 1.0) for w in weights)
     assert rows["multitask/kw+kw_flip__concat__o0"]["lambda"] is None
+    coef = rows["multitask/kw+kw_flip__coefficients(eval_every=1,steps=2)__o0"]["fit"]
+    assert [e["step"] for e in coef["evals"]] == [0, 1, 2] and len(coef["weights"]) == 2
+    joint = rows["multitask/kw+kw_flip__joint(eval_every=2,steps=2)__o0"]["fit"]
+    assert joint["weights"] is None and joint["best_val"] >= joint["init_val"]
     sug = rows["fewshot/kw_target__k2__s0__suggest-2"]["suggestion"]
     assert set(sug["chosen"]) <= {"kw", "kw_flip"} and len(sug["ranking"]) == 2
     assert rows["cross_origin/kw__from-o0__on-o1"]["mixed"] is True
@@ -168,6 +179,12 @@ def test_config_errors_name_the_field(tmp_path):
         '[experiment]\nname = "x"\nout = "o"\nsources = ["a"]\n[fewshot]\ninits = ["tpv:b"]\n'
     )
     with pytest.raises(ConfigError, match="non-source task"):
+        ExperimentConfig.load(bad)
+    bad.write_text(
+        '[experiment]\nname = "x"\nout = "o"\nsources = ["a"]\n[multitask]\n'
+        'methods = [{ method = "joint", init = "tuned" }]\n'
+    )
+    with pytest.raises(ConfigError, match=r"bad.toml: \[multitask\] method 'joint': .*'tuned'"):
         ExperimentConfig.load(bad)
     with pytest.raises(ConfigError, match="no such config file"):
         ExperimentConfig.load(tmp_path / "missing.toml")

@@ -27,6 +27,7 @@ from tpv.merge import (
     search_weights,
     task_sum,
     ties,
+    token_weighted,
     weighted,
 )
 from tpv.vectors import IncompatibleError, TaskPromptVector, sum_vectors
@@ -87,6 +88,26 @@ def test_weighted_by_hand(abc):
     assert r.record["params"] == {"weights": [0.25, 0.75]}
     # 2a - b = [2 - 0.5, 4 + 2, -6 - 1, 1 - 0.25]
     assert_tensor(weighted([a, b], [2, -1]), [[1.5, 6.0, -7.0, 0.75]])
+
+
+def test_token_weighted_by_hand():
+    # Two vectors of 2 tokens x 2 dims; token 0 takes 1*a + 0*b, token 1 takes 0.5*a + 2*b.
+    a = V([[1.0, 2.0], [4.0, -2.0]], "a")
+    b = V([[3.0, 5.0], [0.5, 1.0]], "b")
+    r = token_weighted([a, b], [[1.0, 0.5], [0.0, 2.0]])
+    # token 1: 0.5 * [4, -2] + 2 * [0.5, 1] = [2 + 1, -1 + 2] = [3, 1]
+    assert_tensor(r, [[1.0, 2.0], [3.0, 1.0]])
+    assert r.name == "token_weighted(a, b)"
+    assert r.record["params"] == {"weights": [[1.0, 0.5], [0.0, 2.0]]}
+    # Equal weights on every token are `weighted`.
+    assert torch.equal(
+        token_weighted([a, b], [[0.25, 0.25], [2.0, 2.0]]).tensor,
+        weighted([a, b], [0.25, 2]).tensor,
+    )
+    with pytest.raises(ValueError, match=r"weights must be 2 x 2 \(vectors x prompt tokens\)"):
+        token_weighted([a, b], [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    with pytest.raises(ValueError, match=r"weight \[1\]\[0\] must be a finite number"):
+        token_weighted([a, b], [[1.0, 1.0], [float("nan"), 1.0]])
 
 
 def test_mean_by_hand(abc):
@@ -324,6 +345,7 @@ def test_registry_and_combine(abc):
     assert set(METHODS) == {
         "sum",
         "weighted",
+        "token_weighted",
         "mean",
         "ties",
         "dare",
@@ -338,7 +360,11 @@ def test_registry_and_combine(abc):
     assert torch.equal(combine("prune", [a], density=0.5).tensor, magnitude_prune(a, 0.5).tensor)
     for name in METHODS:
         vs = [a] if name == "prune" else [a, b, c]
-        params = {"weighted": {"weights": [1, 1, 1]}, "prune": {"density": 0.5}}.get(name, {})
+        params = {
+            "weighted": {"weights": [1, 1, 1]},
+            "token_weighted": {"weights": [[1.0], [1.0], [1.0]]},
+            "prune": {"density": 0.5},
+        }.get(name, {})
         r = combine(name, vs, **params)
         assert isinstance(r, TaskPromptVector) and r.record["method"]
     with pytest.raises(ValueError, match=r"unknown combination method 'avg'; choose from \["):

@@ -396,6 +396,88 @@ def suggest_cmd(
     )
 
 
+@app.command("compose")
+def compose_cmd(
+    vectors: Annotated[list[str], typer.Argument(help="Vector files (or library names).")],
+    task: Annotated[
+        list[str], typer.Option(help="The task of each vector, in the same order (repeat).")
+    ],
+    origin: Annotated[str, typer.Option(help="Origin file, or a seed to rebuild it for --model.")],
+    out: Annotated[Path, typer.Option(help="Where to write the multi-task prompt.")],
+    mode: Annotated[
+        str,
+        typer.Option(help="coefficients (a weight per vector and token) | joint (free prompt)"),
+    ] = "coefficients",
+    init: Annotated[str, typer.Option(help="joint: start from 'sum' or 'origin'.")] = "sum",
+    steps: int = 40,
+    eval_every: int = 10,
+    batch_size: int = 8,
+    lr: Annotated[float | None, typer.Option(help="Default 0.05 (coefficients), 0.3 (joint).")] = (
+        None
+    ),
+    eval_examples: Annotated[int, typer.Option(help="Validation examples per task.")] = 200,
+    max_input_tokens: int = 256,
+    model: ModelOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Fit one prompt for several tasks from their vectors, on a mix of their train examples;
+    the best mean validation score is kept (the plain sum, at step 0, included).
+
+    Example: tpv compose runs/rt/vector.safetensors runs/tw/vector.safetensors \
+        --task rotten_tomatoes --task tweets3 --origin runs/rt/origin.safetensors \
+        --mode joint --steps 40 --out runs/rt+tw.safetensors
+    """
+    from tpv.backbone import Backbone
+    from tpv.compose import FitConfig, fit_multitask
+    from tpv.evaluate import Evaluator
+    from tpv.tasks import get_task
+    from tpv.tasks.fewshot import subsample
+    from tpv.vectors import Origin, load
+
+    if len(task) != len(vectors):
+        raise typer.BadParameter(
+            f"got {len(vectors)} vector(s) and {len(task)} --task(s): give one task per vector"
+        )
+    cfg = FitConfig(
+        mode=mode,
+        init=init,
+        steps=steps,
+        eval_every=eval_every,
+        batch_size=batch_size,
+        lr=lr,
+        max_input_tokens=max_input_tokens,
+    )
+    vs = [load(_resolve(v)) for v in vectors]
+    backbone = Backbone.load(model)
+    o = (
+        backbone.make_origin(vs[0].num_tokens, int(origin))
+        if origin.isdigit()
+        else Origin.load(_resolve(origin))
+    )
+    tasks = [get_task(t) for t in task]
+    evs = [
+        Evaluator(
+            backbone,
+            t,
+            subsample(t.split("validation"), eval_examples),
+            max_input_tokens=max_input_tokens,
+        )
+        for t in tasks
+    ]
+    res = fit_multitask(
+        backbone, o, vs, tasks, lambda p: sum(ev(p)["score"] for ev in evs) / len(evs), cfg
+    )
+    path = res.prompt.save(out)
+    result = res.as_dict() | {"out": str(path)}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    console.print(
+        f"{res.prompt.name}: mean validation {res.init_val:.4f} at step 0 -> "
+        f"{res.best_val:.4f} at step {res.best_step} -> {path}"
+    )
+
+
 def _parse_param(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep:

@@ -143,6 +143,30 @@ def weighted(vectors: Sequence[TaskPromptVector], weights: Sequence[float]) -> T
     return _result(tensor, vs, name, "weighted", {"weights": ws})
 
 
+def token_weighted(
+    vectors: Sequence[TaskPromptVector], weights: Sequence[Sequence[float]]
+) -> TaskPromptVector:
+    """sum_i w[i][t] * tau_i[t]: one weight per vector and prompt token (the form that
+    tpv.compose fits by gradient descent; stored so the result can be rebuilt exactly)."""
+    vs = _as_list(vectors, "token_weighted")
+    P = vs[0].shape[0]
+    rows = [list(r) for r in weights]
+    if len(rows) != len(vs) or any(len(r) != P for r in rows):
+        shape = f"{len(rows)} x {sorted({len(r) for r in rows})}"
+        raise ValueError(
+            f"token_weighted: weights must be {len(vs)} x {P} (vectors x prompt tokens), "
+            f"got {shape}"
+        )
+    rows = [
+        [_finite(w, f"weight [{i}][{t}]", "token_weighted") for t, w in enumerate(r)]
+        for i, r in enumerate(rows)
+    ]
+    coef = torch.tensor(rows, dtype=torch.float64).unsqueeze(-1)  # (n, P, 1)
+    tensor = (coef * _stack(vs)).sum(dim=0)
+    name = _call_name("token_weighted", vs)
+    return _result(tensor, vs, name, "token_weighted", {"weights": rows})
+
+
 def mean(vectors: Sequence[TaskPromptVector]) -> TaskPromptVector:
     """(1/n) sum_i tau_i."""
     vs = _as_list(vectors, "mean")
@@ -383,6 +407,7 @@ def _prune_one(vectors: Sequence[TaskPromptVector], density: float) -> TaskPromp
 METHODS: dict[str, Callable[..., TaskPromptVector]] = {
     "sum": task_sum,
     "weighted": weighted,
+    "token_weighted": token_weighted,
     "mean": mean,
     "ties": ties,
     "dare": dare,

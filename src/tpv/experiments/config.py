@@ -13,8 +13,9 @@ from tpv.merge import METHODS
 STAGES = ("sources", "cross_origin", "similarity", "multitask", "fewshot")
 INIT_KINDS = ("random", "tpv", "spot", "suggest")
 # Multi-task methods the runner adds to tpv.merge's: per-vector weights searched on validation,
-# and concatenating the tuned prompts (n * P tokens; a strong non-arithmetic baseline).
-RUNNER_METHODS = ("weights", "concat")
+# concatenating the tuned prompts (n * P tokens; a strong non-arithmetic baseline), and the two
+# fitted on the tasks' train examples (tpv.compose): per-token coefficients, joint tuning.
+RUNNER_METHODS = ("weights", "concat", "coefficients", "joint")
 
 
 class ConfigError(ValueError):
@@ -137,6 +138,15 @@ class ExperimentConfig:
                     f"{where}: [multitask] method {m.get('method')!r} unknown; "
                     f"use one of {sorted(METHODS) + list(RUNNER_METHODS)}"
                 )
+        for m in self.multitask_methods:
+            if m.get("method") in ("coefficients", "joint"):
+                from tpv.compose import FitConfig
+
+                opts = {k: v for k, v in m.items() if k != "method"}
+                try:
+                    FitConfig.from_dict({"mode": m["method"]} | opts)
+                except (ValueError, TypeError) as e:
+                    raise ConfigError(f"{where}: [multitask] method {m['method']!r}: {e}") from None
         for combo in self.multitask_combinations:
             missing = [t for t in combo if t not in self.sources]
             if missing:

@@ -29,6 +29,16 @@ def _lambda_cell(values: list) -> str:
     return _ms(values)
 
 
+def _chosen_cell(rows: list[dict]) -> str:
+    """What was chosen on validation: lambda(s), or for fitted prompts the step kept."""
+    fits = [r.get("fit") for r in rows]
+    if all(f is not None for f in fits):
+        return "; ".join(
+            f"step {f['best_step']} (val {f['init_val']:.3f}->{f['best_val']:.3f})" for f in fits
+        )
+    return _lambda_cell([r["lambda"] for r in rows])
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
@@ -163,6 +173,7 @@ def _multitask(rows: list[dict], dest: Path, plots: bool) -> list[str]:
     for r in rows:
         groups[("+".join(r["tasks"]), r["method"])].append(r)
     table, kept_plot = [], defaultdict(dict)
+    worst: dict[str, dict[str, float]] = defaultdict(dict)  # combo -> method -> mean worst kept
     for (combo, method), rs in sorted(groups.items()):
         tasks = rs[0]["tasks"]
         cells = []
@@ -172,13 +183,15 @@ def _multitask(rows: list[dict], dest: Path, plots: bool) -> list[str]:
             kept_plot[combo].setdefault(method, []).append(
                 statistics.mean([k for k in kept if k is not None] or [0])
             )
+        worst_kept = [min(v for v in r["kept_fraction"].values() if v is not None) for r in rs]
+        worst[combo][method] = statistics.mean(worst_kept)
         table.append(
             [
                 combo,
                 method,
-                _lambda_cell([r["lambda"] for r in rs]),
+                _chosen_cell(rs),
                 "<br>".join(cells),
-                _ms([min(v for v in r["kept_fraction"].values() if v is not None) for r in rs]),
+                _ms(worst_kept),
             ]
         )
     lines = [
@@ -187,9 +200,20 @@ def _multitask(rows: list[dict], dest: Path, plots: bool) -> list[str]:
         "Vectors of several tasks combined on one origin; lambda searched on the mean validation"
         " score of the tasks; kept = test score / that task's single-task score.",
         "",
-        _table(["tasks", "method", "lambda", "test per task (kept fraction)", "worst kept"], table),
+        _table(
+            ["tasks", "method", "lambda / fit", "test per task (kept fraction)", "worst kept"],
+            table,
+        ),
         "",
     ]
+    for combo, by_method in sorted(worst.items()):
+        best = max(by_method, key=by_method.get)
+        verdict = "reaches" if by_method[best] >= 0.95 else "falls short of"
+        lines.append(
+            f"- {combo}: best worst-task kept fraction {by_method[best]:.3f} ({best}); "
+            f"{verdict} the 0.95 goal."
+        )
+    lines.append("")
     if plots:
         import matplotlib
 
@@ -197,18 +221,80 @@ def _multitask(rows: list[dict], dest: Path, plots: bool) -> list[str]:
         import matplotlib.pyplot as plt
 
         for i, (combo, methods) in enumerate(sorted(kept_plot.items())):
-            fig, ax = plt.subplots(figsize=(6, 3))
+            # One group of bars per method, one bar per task: where each method loses what.
+            tasks = combo.split("+")
             names = list(methods)
-            ax.bar(range(len(names)), [statistics.mean(methods[m]) for m in names])
+            fig, ax = plt.subplots(figsize=(7, 3.2))
+            width = 0.8 / len(tasks)
+            for j, t in enumerate(tasks):
+                xs = [k + (j - (len(tasks) - 1) / 2) * width for k in range(len(names))]
+                ax.bar(xs, [methods[m][j] for m in names], width, label=t)
             ax.axhline(1.0, color="k", lw=0.8, ls="--")
+            ax.axhline(0.95, color="r", lw=0.8, ls=":")
             ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
-            ax.set_ylabel("mean kept fraction")
+            ax.set_ylabel("kept fraction (test)")
             ax.set_title(combo, fontsize=9)
+            ax.legend(fontsize=7)
             fig.tight_layout()
             fig.savefig(dest / f"kept_{i}.png", dpi=120)
             plt.close(fig)
             lines += [f"![kept {combo}](kept_{i}.png)", ""]
     return lines
+
+
+def _oracle_single(score: dict, inits: list[str], shots: list[int]) -> dict[int, str]:
+    """Per shot count, the single-source init (spot:X, or tpv:X of one vector) with the best
+    mean test score: an upper bound on picking one source, since it looks at test."""
+    singles = [i for i in inits if i.startswith("spot:") or (i.startswith("tpv:") and "+" not in i)]
+    out = {}
+    for k in shots:
+        have = [i for i in singles if score.get((i, k))]
+        if have:
+            out[k] = max(have, key=lambda i: statistics.mean(score[(i, k)].values()))
+    return out
+
+
+def _comparisons(
+    score: dict, inits: list[str], shots: list[int], oracle: dict[int, str]
+) -> list[str]:
+    """Each suggested init against the paper's fixed sum, the oracle single source and random:
+    difference of means and a paired t-test over seeds."""
+    focus = [i for i in inits if i.startswith("suggest")]
+    paper = next((i for i in inits if i.startswith("tpv:") and "+" in i), None)
+    rows = []
+    for init in focus:
+        for k in shots:
+            mine = score.get((init, k), {})
+            if not mine:
+                continue
+            for label, other in (
+                ("paper's sum", paper),
+                ("oracle single source", oracle.get(k)),
+                ("random", "random" if "random" in inits else None),
+            ):
+                theirs = score.get((other, k), {}) if other else {}
+                common = sorted(set(mine) & set(theirs))
+                if not common:
+                    continue
+                a, b = [mine[x] for x in common], [theirs[x] for x in common]
+                diff = statistics.mean(a) - statistics.mean(b)
+                p = _paired_p(a, b)
+                rows.append(
+                    [
+                        init,
+                        str(k),
+                        f"{label} ({other})",
+                        f"{statistics.mean(a):.3f} vs {statistics.mean(b):.3f}",
+                        f"{diff:+.3f}",
+                        "better" if diff > 0 else ("worse" if diff < 0 else "tie"),
+                        "-" if p is None else f"{p:.2f}",
+                        str(len(common)),
+                    ]
+                )
+    if not rows:
+        return []
+    header = ["init", "shots", "against", "means", "diff", "", "p (paired t)", "seeds"]
+    return [_table(header, rows), ""]
 
 
 def _fewshot(rows: list[dict], dest: Path, plots: bool) -> list[str]:
@@ -243,7 +329,19 @@ def _fewshot(rows: list[dict], dest: Path, plots: bool) -> list[str]:
                         cell += f" (p={p:.2f})"
                 cells.append(cell)
             table.append([init] + cells)
+        oracle = _oracle_single(score, inits, shots)
+        if oracle:
+            table.append(
+                ["oracle single source (picked on test)"]
+                + [
+                    f"{_ms(list(score[(oracle[k], k)].values()))} ({oracle[k]})"
+                    if k in oracle
+                    else "-"
+                    for k in shots
+                ]
+            )
         lines += [f"### {target}", "", _table(["init"] + [f"{k} shots" for k in shots], table), ""]
+        lines += _comparisons(score, inits, shots, oracle)
         if plots:
             import matplotlib
 

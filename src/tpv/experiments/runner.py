@@ -268,6 +268,7 @@ class Runner:
         vectors = [self.source_vector(t, origin_seed) for t in tasks]
         params = {k: v for k, v in method.items() if k != "method"}
         name = method["method"]
+        extra: dict[str, Any] = {}
 
         def mean_val(p: SoftPrompt) -> float:
             return sum(self.val_score(t, p) for t in tasks) / len(tasks)
@@ -278,6 +279,18 @@ class Runner:
             prompt = SoftPrompt(
                 torch.cat(tuned), origin.model, name=" | ".join(tasks), tasks=tuple(tasks)
             )
+            search = merge.SearchResult(None, [])
+        elif name in ("coefficients", "joint"):
+            # Fitted on a balanced mix of the tasks' train examples, best mean validation kept.
+            from tpv.compose import FitConfig, fit_multitask
+
+            fit_cfg = FitConfig.from_dict(
+                {"mode": name, "max_input_tokens": self.cfg.max_input_tokens} | params
+            )
+            fit = fit_multitask(
+                self.backbone, origin, vectors, [self.task(t) for t in tasks], mean_val, fit_cfg
+            )
+            prompt, extra = fit.prompt, {"fit": fit.as_dict()}
             search = merge.SearchResult(None, [])
         elif name == "weights":
             # One weight per vector, coordinate search on the tasks' mean validation score.
@@ -311,6 +324,7 @@ class Runner:
             "test": scores,
             "single_task_test": single,
             "kept_fraction": kept,
+            **extra,
         }
 
     def _fewshot_init(
