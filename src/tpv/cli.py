@@ -332,7 +332,6 @@ def suggest_cmd(
     from tpv.suggest import suggest
     from tpv.tasks import get_task
     from tpv.tasks.fewshot import sample_k_shot
-    from tpv.vectors import Origin
 
     backbone = Backbone.load(model)
     lib = Library(library)
@@ -341,11 +340,7 @@ def suggest_cmd(
         raise ValueError(f"library {lib.root}: no vectors for model {backbone.name!r}")
     candidates = {e.name: lib.get(e.name) for e in entries}
     tokens = next(iter(candidates.values())).num_tokens
-    o = (
-        backbone.make_origin(tokens, int(origin))
-        if origin.isdigit()
-        else Origin.load(_resolve(origin))
-    )
+    o = _origin(origin, backbone, tokens)
     t = get_task(task)
     rows = sample_k_shot(t.split("train"), shots, seed=shots_seed)
     ev = Evaluator(backbone, t, rows)
@@ -432,7 +427,7 @@ def compose_cmd(
     from tpv.evaluate import Evaluator
     from tpv.tasks import get_task
     from tpv.tasks.fewshot import subsample
-    from tpv.vectors import Origin, load
+    from tpv.vectors import load
 
     if len(task) != len(vectors):
         raise typer.BadParameter(
@@ -449,11 +444,7 @@ def compose_cmd(
     )
     vs = [load(_resolve(v)) for v in vectors]
     backbone = Backbone.load(model)
-    o = (
-        backbone.make_origin(vs[0].num_tokens, int(origin))
-        if origin.isdigit()
-        else Origin.load(_resolve(origin))
-    )
+    o = _origin(origin, backbone, vs[0].num_tokens)
     tasks = [get_task(t) for t in task]
     evs = [
         Evaluator(
@@ -476,6 +467,13 @@ def compose_cmd(
         f"{res.prompt.name}: mean validation {res.init_val:.4f} at step 0 -> "
         f"{res.best_val:.4f} at step {res.best_step} -> {path}"
     )
+
+
+def _origin(ref: str, backbone, tokens: int):
+    """--origin: a seed (the origin is rebuilt for this backbone) or a file / library name."""
+    from tpv.vectors import Origin
+
+    return backbone.make_origin(tokens, int(ref)) if ref.isdigit() else Origin.load(_resolve(ref))
 
 
 def _parse_param(text: str) -> tuple[str, object]:
