@@ -9,6 +9,7 @@ import pytest
 from tpv.experiments import ExperimentConfig, Runner, build_report
 from tpv.experiments.config import ConfigError
 from tpv.testing import keyword_task, tiny_llama
+from tpv.vectors import load
 
 TASKS = {
     "kw": lambda: keyword_task(name="kw", n_train=48, n_val=16, n_test=16),
@@ -58,7 +59,7 @@ def _runner(out, backbone) -> Runner:
     return Runner(_config(out), backbone=backbone, get_task=lambda name: TASKS[name]())
 
 
-TIMING = {"seconds", "examples_per_s", "run_dir", "train_seconds"}
+TIMING = {"seconds", "examples_per_s", "run_dir", "train_seconds", "prompt_file"}
 
 
 def _untimed(x):
@@ -104,6 +105,9 @@ def test_grid_runs_every_stage(full_run):
     assert rows["multitask/kw+kw_flip__concat__o0"]["lambda"] is None
     coef = rows["multitask/kw+kw_flip__coefficients(eval_every=1,steps=2)__o0"]["fit"]
     assert [e["step"] for e in coef["evals"]] == [0, 1, 2] and len(coef["weights"]) == 2
+    assert set(mt["val"]) == {"kw", "kw_flip"}
+    saved = load(out / "runs" / "multitask" / "kw+kw_flip__sum__o0.safetensors")
+    assert saved.kind == "prompt" and saved.tasks == ("kw", "kw_flip")
     joint = rows["multitask/kw+kw_flip__joint(eval_every=2,steps=2)__o0"]["fit"]
     assert joint["weights"] is None and joint["best_val"] >= joint["init_val"]
     sug = rows["fewshot/kw_target__k2__s0__suggest-2"]["suggestion"]

@@ -216,7 +216,13 @@ def fit_multitask(
             candidate, w = current()
             score = float(val_score(candidate))
             evals.append({"step": step, "val": score, "loss": float(loss.detach())})
-            log.info("fit %s: step %d loss %.4f mean val %.4f", cfg.mode, step, loss, score)
+            log.info(
+                "fit %s: step %d loss %.4f mean val %.4f",
+                cfg.mode,
+                step,
+                float(loss.detach()),
+                score,
+            )
             if score > best_val:
                 best, best_weights, best_val, best_step = candidate, w, score, step
     return FitResult(

@@ -120,14 +120,8 @@ class Runner:
             for combo in c.multitask_combinations:
                 for m in c.multitask_methods:
                     for s in c.multitask_origin_seeds or c.origin_seeds:
-                        label = "+".join(combo)
-                        out.append(
-                            Job(
-                                stage,
-                                f"{label}__{_method_label(m)}__o{s}",
-                                {"tasks": list(combo), "method": m, "origin_seed": s},
-                            )
-                        )
+                        params = {"tasks": list(combo), "method": m, "origin_seed": s}
+                        out.append(Job(stage, _multitask_key(**params), params))
         elif stage == "fewshot":
             for t in c.fewshot_targets:
                 for k in c.fewshot_shots:
@@ -312,6 +306,11 @@ class Runner:
             )
             prompt = prompt_for(search.best)
         scores = {t: self.test_score(t, prompt)["score"] for t in tasks}
+        # Kept with the row: the prompt itself (to look at again) and its validation per task
+        # (what selection saw, next to test).
+        key = _multitask_key(tasks, method, origin_seed)
+        prompt_file = prompt.save(self.out / "runs" / "multitask" / f"{key}.safetensors")
+        val = {t: self.val_score(t, prompt) for t in tasks}
         # origin + tau is the tuned prompt itself: its test score is in the source row.
         single = {t: self.source_row(t, origin_seed)["test"] for t in tasks}
         kept = {t: scores[t] / single[t] if single[t] > 0 else None for t in tasks}
@@ -322,6 +321,8 @@ class Runner:
             "lambda": search.best,
             "lambda_history": search.history,
             "test": scores,
+            "val": val,
+            "prompt_file": str(prompt_file),
             "single_task_test": single,
             "kept_fraction": kept,
             **extra,
@@ -407,6 +408,10 @@ class Runner:
             "best_val": m["best_val"],
             "run_dir": str(run_dir),
         }
+
+
+def _multitask_key(tasks: list[str], method: dict, origin_seed: int) -> str:
+    return f"{'+'.join(tasks)}__{_method_label(method)}__o{origin_seed}"
 
 
 def _method_label(m: dict) -> str:
