@@ -86,6 +86,7 @@ def build_report(out: str | Path, dest: str | Path | None = None, plots: bool = 
         parts += _multitask(by_stage["multitask"], dest, plots)
     if by_stage.get("fewshot"):
         parts += _fewshot(by_stage["fewshot"], dest, plots)
+        parts += _fewshot_settings(out)
     md = dest / "REPORT.md"
     with atomic_open(md, "w", encoding="utf-8") as f:
         f.write("\n".join(parts) + "\n")
@@ -295,6 +296,24 @@ def _comparisons(
         return []
     header = ["init", "shots", "against", "means", "diff", "", "p (paired t)", "seeds"]
     return [_table(header, rows), ""]
+
+
+def _fewshot_settings(out: Path) -> list[str]:
+    """The model selection every init shared, from the recorded config (experiment.json)."""
+    import json
+
+    path = out / "experiment.json"
+    if not path.exists():
+        return []
+    cfg = json.loads(path.read_text())
+    t = cfg.get("fewshot_train") or {}
+    return [
+        "Fairness: every init is tuned with the same settings "
+        + ", ".join(f"{k} {v}" for k, v in sorted(t.items()))
+        + f" (validation: {cfg.get('eval_examples')} examples, the start counted as step 0), "
+        "so a start that tuning cannot improve is kept rather than made worse.",
+        "",
+    ]
 
 
 def _fewshot(rows: list[dict], dest: Path, plots: bool) -> list[str]:
