@@ -204,3 +204,28 @@ def test_shipped_configs_load_and_expand(name):
     if name != "offline":
         assert len(cfg.origin_seeds) == 10 and cfg.scorer == "generate"
         assert "tpv:mnli+qnli" in cfg.inits_for("scitail")
+
+
+def test_a_combination_can_name_its_own_origins(tmp_path, backbone):
+    raw = {
+        "experiment": {
+            "name": "x",
+            "out": str(tmp_path),
+            "origin_seeds": [0, 1],
+            "sources": ["kw", "kw_flip"],
+        },
+        "multitask": {
+            "combinations": [{"tasks": ["kw", "kw_flip"], "origin_seeds": [0, 1]}, ["kw"]],
+            "origin_seeds": [0],
+        },
+    }
+    cfg = ExperimentConfig.from_dict(raw)
+    assert cfg.multitask_grid() == [(["kw", "kw_flip"], [0, 1]), (["kw"], [0])]
+    keys = [j.key for j in Runner(cfg, backbone=backbone).jobs("multitask")]
+    assert keys == ["kw+kw_flip__sum__o0", "kw+kw_flip__sum__o1", "kw__sum__o0"]
+    raw["multitask"]["combinations"] = [{"tasks": ["kw"], "origin_seeds": [7]}]
+    with pytest.raises(ConfigError, match=r"origin seed\(s\) \[7\] are not among"):
+        ExperimentConfig.from_dict(raw)
+    raw["multitask"]["combinations"] = [{"task": ["kw"]}]
+    with pytest.raises(ConfigError, match="a table takes 'tasks'"):
+        ExperimentConfig.from_dict(raw)

@@ -36,7 +36,7 @@ class ExperimentConfig:
     scorer: str = "rank"
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for source tuning
     cross_origin: bool = True
-    multitask_combinations: list[list[str]] = field(default_factory=list)
+    multitask_combinations: list[list[str] | dict[str, Any]] = field(default_factory=list)
     multitask_methods: list[dict[str, Any]] = field(default_factory=list)
     lambda_grid: list[float] | None = None  # None: the paper's 0..1 step 0.05
     multitask_origin_seeds: list[int] | None = None  # None: every origin
@@ -119,6 +119,17 @@ class ExperimentConfig:
         cfg.validate()
         return cfg
 
+    def multitask_grid(self) -> list[tuple[list[str], list[int]]]:
+        """(tasks, origin seeds) per combination: a combination is a list of tasks, or a table
+        {tasks = [...], origin_seeds = [...]} where one combination needs other origins."""
+        default = self.multitask_origin_seeds or self.origin_seeds
+        return [
+            (list(c["tasks"]), list(c.get("origin_seeds", default)))
+            if isinstance(c, dict)
+            else (list(c), list(default))
+            for c in self.multitask_combinations
+        ]
+
     def inits_for(self, target: str) -> list[str]:
         if isinstance(self.fewshot_inits, dict):
             return list(self.fewshot_inits.get(target, []))
@@ -147,7 +158,19 @@ class ExperimentConfig:
                     FitConfig.from_dict({"mode": m["method"]} | opts)
                 except (ValueError, TypeError) as e:
                     raise ConfigError(f"{where}: [multitask] method {m['method']!r}: {e}") from None
-        for combo in self.multitask_combinations:
+        for c in self.multitask_combinations:
+            if isinstance(c, dict) and (set(c) - {"tasks", "origin_seeds"} or "tasks" not in c):
+                raise ConfigError(
+                    f"{where}: [multitask] combination {c}: a table takes 'tasks' and "
+                    "optionally 'origin_seeds'"
+                )
+        for combo, seeds in self.multitask_grid():
+            bad_seeds = [s for s in seeds if s not in self.origin_seeds]
+            if bad_seeds:
+                raise ConfigError(
+                    f"{where}: [multitask] combination {combo}: origin seed(s) {bad_seeds} "
+                    f"are not among origin_seeds {self.origin_seeds}"
+                )
             missing = [t for t in combo if t not in self.sources]
             if missing:
                 raise ConfigError(

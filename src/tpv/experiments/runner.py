@@ -117,9 +117,9 @@ class Runner:
         elif stage == "similarity" and len(c.sources) * len(c.origin_seeds) > 1:
             out = [Job(stage, "all", {})]
         elif stage == "multitask":
-            for combo in c.multitask_combinations:
+            for combo, seeds in c.multitask_grid():
                 for m in c.multitask_methods:
-                    for s in c.multitask_origin_seeds or c.origin_seeds:
+                    for s in seeds:
                         params = {"tasks": list(combo), "method": m, "origin_seed": s}
                         out.append(Job(stage, _multitask_key(**params), params))
         elif stage == "fewshot":
