@@ -15,7 +15,8 @@ INIT_KINDS = ("random", "tpv", "spot", "suggest")
 # Multi-task methods the runner adds to tpv.merge's: per-vector weights searched on validation,
 # concatenating the tuned prompts (n * P tokens; a strong non-arithmetic baseline), and the two
 # fitted on the tasks' train examples (tpv.compose): per-token coefficients, joint tuning.
-RUNNER_METHODS = ("weights", "concat", "coefficients", "joint")
+FITTED_METHODS = ("coefficients", "joint")  # tpv.compose modes, options checked by FitConfig
+RUNNER_METHODS = ("weights", "concat", *FITTED_METHODS)
 
 
 class ConfigError(ValueError):
@@ -150,7 +151,7 @@ class ExperimentConfig:
                     f"use one of {sorted(METHODS) + list(RUNNER_METHODS)}"
                 )
         for m in self.multitask_methods:
-            if m.get("method") in ("coefficients", "joint"):
+            if m.get("method") in FITTED_METHODS:
                 from tpv.compose import FitConfig
 
                 opts = {k: v for k, v in m.items() if k != "method"}

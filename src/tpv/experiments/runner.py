@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from tpv import merge
-from tpv.experiments.config import STAGES, ExperimentConfig
+from tpv.experiments.config import FITTED_METHODS, STAGES, ExperimentConfig
 from tpv.io import write_json
 from tpv.tasks.fewshot import subsample
 from tpv.vectors import Origin, SoftPrompt, TaskPromptVector, load, sum_vectors
@@ -263,9 +263,18 @@ class Runner:
         params = {k: v for k, v in method.items() if k != "method"}
         name = method["method"]
         extra: dict[str, Any] = {}
+        # Per-task validation of every prompt the selection scored, by content: the chosen one
+        # is recorded in the row without being evaluated a second time.
+        seen: dict[bytes, dict[str, float]] = {}
+
+        def val_per_task(p: SoftPrompt) -> dict[str, float]:
+            key = p.tensor.numpy().tobytes()
+            if key not in seen:
+                seen[key] = {t: self.val_score(t, p) for t in tasks}
+            return seen[key]
 
         def mean_val(p: SoftPrompt) -> float:
-            return sum(self.val_score(t, p) for t in tasks) / len(tasks)
+            return sum(val_per_task(p).values()) / len(tasks)
 
         if name == "concat":
             # Not arithmetic: each task's own tuned prompt, one after the other (n * P tokens).
@@ -274,7 +283,7 @@ class Runner:
                 torch.cat(tuned), origin.model, name=" | ".join(tasks), tasks=tuple(tasks)
             )
             search = merge.SearchResult(None, [])
-        elif name in ("coefficients", "joint"):
+        elif name in FITTED_METHODS:
             # Fitted on a balanced mix of the tasks' train examples, best mean validation kept.
             from tpv.compose import FitConfig, fit_multitask
 
@@ -310,7 +319,7 @@ class Runner:
         # (what selection saw, next to test).
         key = _multitask_key(tasks, method, origin_seed)
         prompt_file = prompt.save(self.out / "runs" / "multitask" / f"{key}.safetensors")
-        val = {t: self.val_score(t, prompt) for t in tasks}
+        val = val_per_task(prompt)
         # origin + tau is the tuned prompt itself: its test score is in the source row.
         single = {t: self.source_row(t, origin_seed)["test"] for t in tasks}
         kept = {t: scores[t] / single[t] if single[t] > 0 else None for t in tasks}
