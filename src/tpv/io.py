@@ -60,10 +60,17 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+class FormatError(ValueError):
+    """A file on disk is not a valid tpv file; the message names the file and the fault."""
+
+    def __init__(self, path: str | Path, fault: str):
+        super().__init__(f"{path}: {fault}")
+        self.path = str(path)
+        self.fault = fault
+
+
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and header metadata; a clear error naming the file for anything malformed."""
-    from tpv.vectors import FormatError  # the error type lives with the formats it guards
-
     path = Path(path)
     if not path.exists():
         raise FormatError(path, "no such file")

@@ -29,9 +29,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tpv.io import sha256_file
+from tpv.format import KINDS, file_in_dir
+from tpv.io import FormatError, sha256_file
 from tpv.paths import tpv_home
-from tpv.vectors import FormatError, Origin, SoftPrompt, TaskPromptVector, _PromptTensor, load
+from tpv.vectors import Origin, PromptTensor, SoftPrompt, TaskPromptVector, load
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ OBJECTS = "objects"
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]*(/[A-Za-z0-9][A-Za-z0-9._+=@-]*)*$")
-KINDS = ("origin", "prompt", "vector")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -115,7 +115,7 @@ def default_root() -> Path:
     return tpv_home() / "library"
 
 
-def _origin_ids(obj: _PromptTensor) -> tuple[str, ...]:
+def _origin_ids(obj: PromptTensor) -> tuple[str, ...]:
     if isinstance(obj, Origin):
         return (obj.id,)
     if isinstance(obj, SoftPrompt):
@@ -125,7 +125,7 @@ def _origin_ids(obj: _PromptTensor) -> tuple[str, ...]:
     return ()
 
 
-def _tasks(obj: _PromptTensor) -> tuple[str, ...]:
+def _tasks(obj: PromptTensor) -> tuple[str, ...]:
     return tuple(getattr(obj, "tasks", ()) or ())
 
 
@@ -213,7 +213,7 @@ class Library:
     # --- operations ---------------------------------------------------------------------------
     def add(
         self,
-        obj: _PromptTensor | str | Path,
+        obj: PromptTensor | str | Path,
         name: str | None = None,
         *,
         replace: bool = False,
@@ -270,20 +270,20 @@ class Library:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
-    def _stage(self, obj: _PromptTensor | str | Path) -> Path:
+    def _stage(self, obj: PromptTensor | str | Path) -> Path:
         """The object's bytes in a temp file inside objects/ (same filesystem: rename works)."""
         self.objects.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".add-", suffix=".tmp", dir=self.objects)
         os.close(fd)
         tmp = Path(name)
         try:
-            if isinstance(obj, _PromptTensor):
+            if isinstance(obj, PromptTensor):
                 staged = obj.save(tmp.with_suffix(".safetensors"))
                 os.replace(staged, tmp)
             else:
                 src = Path(obj)
                 if src.is_dir():
-                    src = load_path(src)
+                    src = file_in_dir(src, prefer="vector")  # a run directory: its vector
                 if not src.is_file():
                     raise FileNotFoundError(f"{src}: no such file")
                 shutil.copyfile(src, tmp)
@@ -406,16 +406,6 @@ def _check_file(e: Entry) -> str | None:
     return None
 
 
-def load_path(path: Path) -> Path:
-    """The one tpv file a directory stands for (a run directory: its vector)."""
-    if (path / "vector.safetensors").is_file():
-        return path / "vector.safetensors"
-    found = [path / f"{k}.safetensors" for k in KINDS if (path / f"{k}.safetensors").is_file()]
-    if len(found) != 1:
-        raise FormatError(path, f"expected one of {[f'{k}.safetensors' for k in KINDS]}")
-    return found[0]
-
-
 def resolve(ref: str | Path, root: str | Path | None = None) -> Path:
     """A path for `ref`: itself when it exists, else the file of the library entry so named."""
     p = Path(ref).expanduser()
@@ -431,7 +421,3 @@ def resolve(ref: str | Path, root: str | Path | None = None) -> Path:
     if not e.path.is_file():
         raise FileNotFoundError(f"{ref}: library entry's file {e.path} is missing")
     return e.path
-
-
-def open_library(root: str | Path | None = None) -> Library:
-    return Library(root)

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from tpv.vectors import TaskPromptVector, _check_compatible, _paren
+from tpv.vectors import TaskPromptVector, check_compatible, paren
 
 # The paper's lambda grid 0, 0.05, ..., 1.0, rounded so 0.35 is 0.35 (not 0.35000000000000003).
 PAPER_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
@@ -37,7 +37,7 @@ def _as_list(vectors: Iterable[TaskPromptVector], method: str) -> list[TaskPromp
         if not isinstance(v, TaskPromptVector):
             raise TypeError(f"{method}: item {i} is a {type(v).__name__}, not a TaskPromptVector")
     for v in vs[1:]:
-        _check_compatible(vs[0], v)
+        check_compatible(vs[0], v)
     return vs
 
 
@@ -80,7 +80,7 @@ def _scaled_name(lam: float, inner: str, *, call: bool = False) -> str:
     """ "0.5 * (a + b)"; a call form like "ties(a, b; ...)" needs no parentheses."""
     if lam == 1:
         return inner
-    return f"{lam:g} * {inner if call else _paren(inner)}"
+    return f"{lam:g} * {inner if call else paren(inner)}"
 
 
 def _call_name(method: str, vectors: list[TaskPromptVector], **params: Any) -> str:
@@ -126,7 +126,7 @@ def task_sum(vectors: Sequence[TaskPromptVector], lam: float = 1.0) -> TaskPromp
     vs = _as_list(vectors, "task_sum")
     lam = _finite(lam, "lam", "task_sum")
     tensor = lam * _stack(vs).sum(dim=0)
-    name = _scaled_name(lam, " + ".join(_paren(v.name) for v in vs))
+    name = _scaled_name(lam, " + ".join(paren(v.name) for v in vs))
     return _result(tensor, vs, name, "task_sum", {"lam": lam})
 
 
@@ -139,7 +139,7 @@ def weighted(vectors: Sequence[TaskPromptVector], weights: Sequence[float]) -> T
     ws = [_finite(w, f"weight {i}", "weighted") for i, w in enumerate(ws)]
     coef = torch.tensor(ws, dtype=torch.float64).view(-1, 1, 1)
     tensor = (coef * _stack(vs)).sum(dim=0)
-    name = " + ".join(f"{w:g} * {_paren(v.name)}" for w, v in zip(ws, vs, strict=True))
+    name = " + ".join(f"{w:g} * {paren(v.name)}" for w, v in zip(ws, vs, strict=True))
     return _result(tensor, vs, name, "weighted", {"weights": ws})
 
 

@@ -34,8 +34,9 @@ from typing import Any
 
 import torch
 
-from tpv.io import read_safetensors, write_json, write_safetensors
-from tpv.vectors import FormatError, IncompatibleError, Origin, SoftPrompt, TaskPromptVector, load
+from tpv.format import file_in_dir
+from tpv.io import FormatError, read_safetensors, write_json, write_safetensors
+from tpv.vectors import IncompatibleError, Origin, SoftPrompt, TaskPromptVector, load
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +202,8 @@ def _as_prompt(
     coef: float,
 ) -> SoftPrompt:
     if isinstance(obj, (str, Path)):
-        p = Path(obj)
         # A run directory holds origin, prompt and vector: the prompt is what to export.
-        if p.is_dir() and (p / "prompt.safetensors").is_file():
-            p = p / "prompt.safetensors"
-        obj = load(p)
+        obj = load(file_in_dir(obj, prefer="prompt"))
     if isinstance(obj, TaskPromptVector):
         if origin is None:
             raise ValueError(
@@ -215,9 +213,7 @@ def _as_prompt(
         o = origin if isinstance(origin, Origin) else Origin.load(origin)
         return obj.apply(o, coef)
     if isinstance(obj, Origin):
-        return SoftPrompt(
-            obj.tensor, obj.model, name=f"origin-{obj.id}", origin_id=obj.id, record={}
-        )
+        return obj.as_prompt(name=f"origin-{obj.id}")
     if origin is not None:
         log.warning("origin is only used to apply a vector; ignoring it for a %s", obj.kind)
     return obj

@@ -107,5 +107,5 @@ def suggest(
         start=start,
     )
     best_score = dict(res.history)[res.best]
-    baseline = score(SoftPrompt(origin.tensor, origin.model, name="origin", origin_id=origin.id))
+    baseline = score(origin.as_prompt())
     return Suggestion(ranking, chosen, tuple(res.best), best_score, baseline, res.history)

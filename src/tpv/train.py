@@ -129,7 +129,7 @@ def initial_prompt(cfg: TrainConfig, backbone: Backbone) -> tuple[Origin, SoftPr
         )
     if vectors:
         return origin, sum_vectors(vectors).apply(origin, cfg.init_coef)
-    return origin, SoftPrompt(origin.tensor, origin.model, name="origin", origin_id=origin.id)
+    return origin, origin.as_prompt()
 
 
 class _StepStream:

@@ -12,7 +12,6 @@ All three are P x hidden float32 tensors plus JSON metadata, saved as one .safet
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,10 +20,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from tpv.io import read_safetensors, write_safetensors
+from tpv import format as fmt
+from tpv.io import FormatError
 
-FORMAT_VERSION = 1
-TENSOR_KEY = "prompt"
+FORMAT_VERSION = fmt.FORMAT_VERSION  # kept importable from here
 ORIGIN_STRATEGIES = ("vocab", "uniform", "text")
 
 
@@ -44,7 +43,7 @@ def _content_id(tensor: torch.Tensor) -> str:
 # Tensor ... is ambiguous"), and its __hash__ would hash the dict fields. Identity it is;
 # compare contents with torch.equal.
 @dataclass(frozen=True, eq=False)
-class _PromptTensor:
+class PromptTensor:
     """Shared behaviour: a (num_tokens, hidden_size) tensor for one model, plus metadata."""
 
     tensor: torch.Tensor
@@ -88,17 +87,13 @@ class _PromptTensor:
             **self._meta(),
         }
 
-    def describe(self) -> str:
-        name = getattr(self, "name", "")
-        return f"{self.kind} {name!s} [{self.num_tokens}x{self.hidden_size}, {self.model}]"
-
     # --- IO ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write one .safetensors file atomically; a directory gets `<kind>.safetensors`."""
         path = Path(path)
         if path.suffix != ".safetensors":
             path = path / f"{self.kind}.safetensors"
-        write_safetensors(path, {TENSOR_KEY: self.tensor}, {"tpv": json.dumps(self.metadata())})
+        fmt.write(path, self.tensor, self.metadata())
         return path
 
     save_pretrained = save
@@ -113,17 +108,8 @@ class _PromptTensor:
     from_pretrained = load
 
 
-class FormatError(ValueError):
-    """A file on disk is not a valid tpv file; the message names the file and the fault."""
-
-    def __init__(self, path: str | Path, fault: str):
-        super().__init__(f"{path}: {fault}")
-        self.path = str(path)
-        self.fault = fault
-
-
 @dataclass(frozen=True, eq=False)
-class Origin(_PromptTensor):
+class Origin(PromptTensor):
     """A seeded soft-prompt initialisation for one model's embedding table."""
 
     strategy: str = "vocab"
@@ -137,6 +123,10 @@ class Origin(_PromptTensor):
 
     def _meta(self) -> dict[str, Any]:
         return {"id": self.id, "strategy": self.strategy, "seed": self.seed, "params": self.params}
+
+    def as_prompt(self, name: str = "origin", **record: Any) -> SoftPrompt:
+        """The origin itself as a prompt (the untrained start, or the 'random' baseline)."""
+        return SoftPrompt(self.tensor, self.model, name=name, origin_id=self.id, record=record)
 
     @classmethod
     def from_embeddings(
@@ -189,7 +179,7 @@ class Origin(_PromptTensor):
 
 
 @dataclass(frozen=True, eq=False)
-class SoftPrompt(_PromptTensor):
+class SoftPrompt(PromptTensor):
     """A prompt to put in front of a model: a tuned prompt, or an origin plus vectors."""
 
     name: str = "prompt"
@@ -208,7 +198,7 @@ class SoftPrompt(_PromptTensor):
 
 
 @dataclass(frozen=True, eq=False)
-class TaskPromptVector(_PromptTensor):
+class TaskPromptVector(PromptTensor):
     """tuned prompt - origin, with arithmetic that reads like the paper's."""
 
     name: str = "tau"
@@ -233,7 +223,7 @@ class TaskPromptVector(_PromptTensor):
     def from_prompts(
         cls, tuned: SoftPrompt, origin: Origin, name: str | None = None
     ) -> TaskPromptVector:
-        _check_compatible(tuned, origin)
+        check_compatible(tuned, origin)
         if tuned.origin_id is not None and tuned.origin_id != origin.id:
             raise IncompatibleError(
                 f"prompt {tuned.name!r} was tuned from origin {tuned.origin_id}, "
@@ -253,12 +243,12 @@ class TaskPromptVector(_PromptTensor):
     def _combine(self, other: TaskPromptVector, sign: float, op: str) -> TaskPromptVector:
         if not isinstance(other, TaskPromptVector):
             return NotImplemented  # type: ignore[return-value]
-        _check_compatible(self, other)
+        check_compatible(self, other)
         tasks = self.tasks + tuple(t for t in other.tasks if t not in self.tasks)
         return TaskPromptVector(
             tensor=self.tensor + sign * other.tensor,
             model=self.model,
-            name=f"{self.name} {op} {_paren(other.name)}",
+            name=f"{self.name} {op} {paren(other.name)}",
             tasks=tasks,
             origin_ids=_unique(self.origin_ids + other.origin_ids),
         )
@@ -276,12 +266,12 @@ class TaskPromptVector(_PromptTensor):
         return self._combine(other, -1.0, "-")
 
     def __neg__(self) -> TaskPromptVector:
-        return replace(self, tensor=-self.tensor, name=f"-{_paren(self.name)}", record={})
+        return replace(self, tensor=-self.tensor, name=f"-{paren(self.name)}", record={})
 
     def __mul__(self, coef: float) -> TaskPromptVector:
         if isinstance(coef, bool) or not isinstance(coef, (int, float)):
             return NotImplemented
-        name = f"{coef:g} * {_paren(self.name)}"
+        name = f"{coef:g} * {paren(self.name)}"
         return replace(self, tensor=self.tensor * float(coef), name=name, record={})
 
     __rmul__ = __mul__
@@ -292,7 +282,7 @@ class TaskPromptVector(_PromptTensor):
         return self * (1.0 / coef)
 
     def cosine(self, other: TaskPromptVector) -> float:
-        _check_compatible(self, other)
+        check_compatible(self, other)
         a, b = self.tensor.flatten(), other.tensor.flatten()
         sa, sb = a.abs().max(), b.abs().max()
         if sa == 0 or sb == 0:
@@ -306,12 +296,12 @@ class TaskPromptVector(_PromptTensor):
 
     def apply(self, origin: Origin, coef: float = 1.0) -> SoftPrompt:
         """origin + coef * self: a prompt ready to evaluate or to start tuning from."""
-        _check_compatible(self, origin)
+        check_compatible(self, origin)
         mixed = bool(self.origin_ids) and origin.id not in self.origin_ids
         return SoftPrompt(
             tensor=(origin.tensor.double() + coef * self.tensor).float(),
             model=self.model,
-            name=self.name if coef == 1 else f"{coef:g} * {_paren(self.name)}",
+            name=self.name if coef == 1 else f"{coef:g} * {paren(self.name)}",
             origin_id=origin.id,
             tasks=self.tasks,
             record={
@@ -335,7 +325,7 @@ def sum_vectors(vectors: Iterable[TaskPromptVector]) -> TaskPromptVector:
     return total
 
 
-def _paren(name: str) -> str:
+def paren(name: str) -> str:
     return f"({name})" if any(c in name for c in " +-*") else name
 
 
@@ -343,12 +333,12 @@ def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _label(x: _PromptTensor) -> str:
+def _label(x: PromptTensor) -> str:
     name = getattr(x, "name", None) or (x.id if isinstance(x, Origin) else x.kind)
     return f"{x.kind} {name!r} (model {x.model!r}, shape {x.num_tokens}x{x.hidden_size})"
 
 
-def _check_compatible(a: _PromptTensor, b: _PromptTensor) -> None:
+def check_compatible(a: PromptTensor, b: PromptTensor) -> None:
     if a.model != b.model:
         raise IncompatibleError(f"different models: {_label(a)} vs {_label(b)}")
     if a.hidden_size != b.hidden_size:
@@ -357,60 +347,23 @@ def _check_compatible(a: _PromptTensor, b: _PromptTensor) -> None:
         raise IncompatibleError(f"different numbers of virtual tokens: {_label(a)} vs {_label(b)}")
 
 
-_KINDS: dict[str, type[_PromptTensor]] = {
+_KINDS: dict[str, type[PromptTensor]] = {
     "origin": Origin,
     "prompt": SoftPrompt,
     "vector": TaskPromptVector,
 }
-_REQUIRED = ("kind", "format_version", "model", "num_tokens", "hidden_size")
 
 
 def load(path: str | Path) -> Origin | SoftPrompt | TaskPromptVector:
-    """Load an origin, prompt or vector, checking the file thoroughly.
+    """Load an origin, prompt or vector, checking the file thoroughly (see `tpv.format`).
 
     A directory is searched for exactly one of origin/prompt/vector.safetensors.
     """
-    path = Path(path)
-    if path.is_dir():
-        found = [path / f"{k}.safetensors" for k in _KINDS if (path / f"{k}.safetensors").exists()]
-        if len(found) != 1:
-            names = [k + ".safetensors" for k in _KINDS]
-            raise FormatError(path, f"expected exactly one of {names}, found {len(found)}")
-        path = found[0]
-    tensors, header = read_safetensors(path)
-    if "tpv" not in header:
-        raise FormatError(path, "no tpv metadata in the safetensors header (not written by tpv?)")
-    try:
-        meta = json.loads(header["tpv"])
-    except json.JSONDecodeError as e:
-        raise FormatError(path, f"tpv metadata is not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise FormatError(path, f"tpv metadata is a JSON {type(meta).__name__}, not an object")
-    missing = [k for k in _REQUIRED if k not in meta]
-    if missing:
-        raise FormatError(path, f"metadata lacks field(s) {missing}")
-    if meta["kind"] not in _KINDS:
-        raise FormatError(path, f"unknown kind {meta['kind']!r}; expected one of {list(_KINDS)}")
-    version = meta["format_version"]
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise FormatError(path, f"format_version must be an integer, got {version!r}")
-    if version > FORMAT_VERSION:
-        raise FormatError(
-            path, f"format_version {version} is newer than this tpv ({FORMAT_VERSION})"
-        )
-    if TENSOR_KEY not in tensors:
-        raise FormatError(path, f"no tensor named {TENSOR_KEY!r} (found {sorted(tensors)})")
-    t = tensors[TENSOR_KEY]
-    expected = (meta["num_tokens"], meta["hidden_size"])
-    if tuple(t.shape) != expected:
-        raise FormatError(path, f"tensor shape {tuple(t.shape)} does not match metadata {expected}")
-    if not torch.isfinite(t).all():
-        bad = int((~torch.isfinite(t)).sum())
-        raise FormatError(path, f"tensor holds {bad} NaN/Inf value(s)")
+    path, t, meta = fmt.read(path)
     kind = meta["kind"]
     common = {"tensor": t, "model": meta["model"]}
     if kind == "origin":
-        obj: _PromptTensor = Origin(
+        obj: PromptTensor = Origin(
             **common,
             strategy=meta.get("strategy", "vocab"),
             seed=int(meta.get("seed", 0)),

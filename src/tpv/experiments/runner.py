@@ -342,7 +342,7 @@ class Runner:
     ) -> tuple[SoftPrompt, dict]:
         kind, _, arg = init.partition(":")
         if kind == "random":
-            return SoftPrompt(origin.tensor, origin.model, name="origin", origin_id=origin.id), {}
+            return origin.as_prompt(), {}
         if kind == "spot":
             tuned = load(self.source_dir(arg, origin_seed) / "prompt.safetensors")
             return SoftPrompt(
