@@ -42,12 +42,13 @@ import torch
 
 from tpv import metrics
 from tpv.backbone import Backbone
-from tpv.data import IGNORE, Encoded, Encoder, collate
+from tpv.data import IGNORE, Encoded, Encoder
 from tpv.evaluate import Evaluator
 from tpv.prompted import PromptedModel
+from tpv.step import StepOrder, train_step
 from tpv.tasks.base import Task
 from tpv.tasks.fewshot import subsample
-from tpv.train import _StepStream, lr_factor
+from tpv.train import lr_factor
 
 PIPELINES = ("tpv", "A", "B")
 DESCRIPTIONS = {
@@ -505,7 +506,7 @@ def prepare_data(w: Workload, s: Settings) -> Data:
     limit = s.pad_to if w.seq2seq else s.pad_to - k_max
     encoder = Encoder(bb, task, max_input_tokens=limit)
     train_rows = task.split("train")
-    stream = _StepStream(len(train_rows), s.seed)  # the order tpv.train.train uses
+    stream = StepOrder(len(train_rows), s.seed)  # the order tpv.train.train uses
     order = [i for k in range(s.total_steps) for i in stream.batch(k, s.batch_size)]
     cache: dict[int, Encoded] = {}
     train = []
@@ -574,15 +575,18 @@ def run_tpv(w: Workload, d: Data, s: Settings, peak: float | None) -> dict:
     B = s.batch_size
     for step in range(s.total_steps):
         rows = d.train[step * B : (step + 1) * B]
-        # One process, no accumulation: this is train()'s step (Accelerate's prepare, autocast
-        # and backward are pass-throughs then).
-        # train() shares the tokens every input starts with (template, instruction) on decoders.
-        batch = collate(rows, model.pad_id, d.seq2seq, share_prefix=model.can_share_prefix).to(dev)
-        loss = model(batch.input_ids, batch.attention_mask, batch.labels, batch.prefix_ids).mean()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        # train()'s own step: one process, no accumulation; decoders share the tokens every
+        # input starts with (template, instruction), as train() does.
+        out = train_step(
+            model,
+            optimizer,
+            scheduler,
+            d.train,
+            range(step * B, (step + 1) * B),
+            device=dev,
+            share_prefix=model.can_share_prefix,
+        )
+        loss, batch = out.loss, out.batches[0]
         losses.append(float(loss.detach()))  # train() reads the loss every step too (a device sync)
         stamps.append(time.perf_counter())
         tokens, flops = d.step_cost(rows)

@@ -60,11 +60,11 @@ def _pipeline(tmp) -> dict:
         m = train(cfg, backbone=bb, task=tasks[name], progress=False)
         for f in ("origin", "prompt", "vector"):
             got[f"{name}.{f}"] = digest(load(out / f"{f}.safetensors").tensor)
-        got[f"{name}.best_val"] = repr(m["best_val"])
-        got[f"{name}.best_step"] = m["best_step"]
-        got[f"{name}.test"] = repr(m["test"]["score"])
-        got[f"{name}.init_test"] = repr(m["init_test"]["score"])
-        got[f"{name}.evals"] = [(e["step"], repr(e["val"])) for e in m["evals"]]
+        got[f"{name}.best_val"] = repr(m.best_val)
+        got[f"{name}.best_step"] = m.best_step
+        got[f"{name}.test"] = repr(m.test["score"])
+        got[f"{name}.init_test"] = repr(m.init_test["score"])
+        got[f"{name}.evals"] = [(e["step"], repr(e["val"])) for e in m.evals]
         losses = [
             json.loads(line)["loss"]
             for line in (out / "log.jsonl").read_text().splitlines()

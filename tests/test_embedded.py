@@ -52,5 +52,5 @@ def test_short_tuning_on_real_corpus_raises_test_accuracy(backbone, tmp_path):
         test_init=True,
     )
     m = train(cfg, backbone=backbone, task=task, progress=False)
-    assert m["test"]["accuracy"] > m["init_test"]["accuracy"] + 0.05
-    assert m["test"]["n"] == 100 and m["steps"] == 40
+    assert m.test["accuracy"] > m.init_test["accuracy"] + 0.05
+    assert m.test["n"] == 100 and m.steps == 40

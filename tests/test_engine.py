@@ -15,7 +15,7 @@ from tpv.vectors import SoftPrompt, TaskPromptVector, load
 BACKBONES = {"llama": tiny_llama, "t5": tiny_t5}
 # A ChatML-like template: every input then opens with the same tokens, as with real chat models.
 CHAT = (
-    "{% for m in messages %}<s> {{ m['role'] }} : {{ m['content'] }} </s> {% endfor %}"
+    "{% for m in messages %}<s> {{ m.role }} : {{ m.content }} </s> {% endfor %}"
     "{% if add_generation_prompt %}<s> maybe : {% endif %}"
 )
 
@@ -39,8 +39,8 @@ def test_tuned_prompt_beats_its_origin(tmp_path, arch):
     backbone = BACKBONES[arch]()
     task = keyword_task(n_train=128, n_val=64, n_test=64)
     m = train(_cfg(tmp_path), backbone=backbone, task=task, progress=False)
-    assert m["best_val"] > m["init_val"] + 0.15
-    assert m["test"]["score"] > m["init_test"]["score"]
+    assert m.best_val > m.init_val + 0.15
+    assert m.test["score"] > m.init_test["score"]
     # The run directory holds everything needed to rebuild the result.
     run = tmp_path / "run"
     for name in ("origin", "prompt", "vector"):
@@ -168,7 +168,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
         load(tmp_path / "b" / "run" / "prompt.safetensors"),
     )
     assert torch.equal(a.tensor, b.tensor)
-    assert m["steps"] == 40
+    assert m.steps == 40
     steps = [
         __import__("json").loads(x)["step"]
         for x in (tmp_path / "b" / "run" / "log.jsonl").read_text().splitlines()
@@ -196,7 +196,7 @@ def test_init_from_vectors_and_prompt(tmp_path):
     start = v.apply(origin)
     tuned = load(tmp_path / "tgt" / "run" / "prompt.safetensors")
     assert torch.equal(tuned.tensor, start.tensor)  # 0 steps: the initialisation itself
-    assert m["init"] == start.name
+    assert m.init == start.name
     prompt_file = tmp_path / "src" / "run" / "prompt.safetensors"
     m2 = train(
         _cfg(tmp_path / "spot", max_steps=0, init=[str(prompt_file)]),
@@ -204,7 +204,7 @@ def test_init_from_vectors_and_prompt(tmp_path):
         task=task,
         progress=False,
     )
-    assert isinstance(load(prompt_file), SoftPrompt) and m2["init_val"] == m2["best_val"]
+    assert isinstance(load(prompt_file), SoftPrompt) and m2.init_val == m2.best_val
     with pytest.raises(ValueError, match="either one prompt or any vectors"):
         train(
             _cfg(tmp_path / "bad", init=[str(prompt_file), str(vec)]),
@@ -232,7 +232,7 @@ def test_init_by_library_name(tmp_path, monkeypatch):
         task=task,
         progress=False,
     )
-    assert m["init"] == "keyword"
+    assert m.init == "keyword"
     with pytest.raises(FileNotFoundError, match="no-such-vector"):
         train(
             _cfg(tmp_path / "bad", init=["no-such-vector"]),

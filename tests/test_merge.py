@@ -68,11 +68,11 @@ def test_task_sum_by_hand(abc):
     a, b, c = abc
     # a + b + c = [1 + 0.5 - 1, 2 - 2 + 0, -3 + 1 + 4, 0.5 + 0.25 + 2] = [0.5, 0, 2, 2.75]
     assert_tensor(task_sum([a, b, c]), [[0.5, 0.0, 2.0, 2.75]])
-    r = task_sum([a, b, c], lam=0.5)
+    r = task_sum([a, b, c], coef=0.5)
     assert_tensor(r, [[0.25, 0.0, 1.0, 1.375]])
     assert r.name == "0.5 * (a + b + c)"
     assert task_sum([a, b]).name == "a + b"
-    assert r.record == {"method": "task_sum", "params": {"lam": 0.5}, "inputs": ["a", "b", "c"]}
+    assert r.record == {"method": "task_sum", "params": {"coef": 0.5}, "inputs": ["a", "b", "c"]}
     assert r.tasks == ("a", "b", "c")
     assert r.origin_ids == ("o1", "o2")  # mixed origins carried through
     assert r.metadata()["mixed_origins"] is True
@@ -160,10 +160,10 @@ def test_ties_by_hand(ties3):
     assert r.name == "ties(v1, v2, v3; density=0.5)"
     assert r.record == {
         "method": "ties",
-        "params": {"density": 0.5, "lam": 1.0},
+        "params": {"density": 0.5, "coef": 1.0},
         "inputs": ["v1", "v2", "v3"],
     }
-    r = ties(list(ties3), density=0.5, lam=0.5)
+    r = ties(list(ties3), density=0.5, coef=0.5)
     assert_tensor(r, [[1.75, 0.0, -1.5], [-1.5, -1.5, 2.5]])
     assert r.name == "0.5 * ties(v1, v2, v3; density=0.5)"
 
@@ -203,8 +203,8 @@ def test_dare_sum_matches_an_independently_computed_mask(ties3):
     r = dare(list(ties3), drop=0.5, seed=42)
     assert torch.equal(r.tensor, expected)
     assert r.name == "dare(v1, v2, v3; drop=0.5, seed=42, then=sum)"
-    assert r.record["params"] == {"drop": 0.5, "seed": 42, "lam": 1.0, "then": "sum"}
-    assert torch.equal(dare(list(ties3), drop=0.5, seed=42, lam=0.25).tensor, 0.25 * expected)
+    assert r.record["params"] == {"drop": 0.5, "seed": 42, "coef": 1.0, "then": "sum"}
+    assert torch.equal(dare(list(ties3), drop=0.5, seed=42, coef=0.25).tensor, 0.25 * expected)
     # The masks are not trivial (some kept, some dropped), so the test can tell them apart.
     assert 0 < sum(int(m.sum()) for m in masks) < 18
 
@@ -278,7 +278,7 @@ def test_norm_matched_sum_by_hand():
     assert r.record["params"]["target_norm"] == 10.0
     assert r.record["params"]["scales"] == pytest.approx([2.0, 2 / 3])
     assert r.name == "normsum(a, b)"
-    assert_tensor(norm_matched_sum([a, b], lam=0.5), [[3.0, -1.0]], exact=False)
+    assert_tensor(norm_matched_sum([a, b], coef=0.5), [[3.0, -1.0]], exact=False)
     # A zero vector stays zero but counts in the mean norm: mean(5, 0) = 2.5 -> a * 0.5
     assert_tensor(norm_matched_sum([a, V([[0.0, 0.0]], "z")]), [[1.5, 2.0]], exact=False)
 
@@ -293,7 +293,7 @@ def test_orthogonalized_sum_by_hand_and_order_matters():
     # u3 = xyz - (2/2)[1,1,0] - 0 * u2 = [0,0,1]; sum [1.5, .5, 1]
     assert_tensor(orthogonalized_sum([e12, e1, e123]), [[1.5, 0.5, 1.0]], exact=False)
     # A vector in the span of earlier ones adds nothing: [2,0] then [4,0] -> [2,0]; lam 2 -> [4,0]
-    r = orthogonalized_sum([V([[2.0, 0.0]], "p"), V([[4.0, 0.0]], "q")], lam=2.0)
+    r = orthogonalized_sum([V([[2.0, 0.0]], "p"), V([[4.0, 0.0]], "q")], coef=2.0)
     assert_tensor(r, [[4.0, 0.0]], exact=False)
     assert r.name == "2 * orthsum(p, q)"
 
@@ -323,8 +323,8 @@ def test_bad_parameters_are_refused(abc):
         weighted([a, b], [1, 2, 3])
     with pytest.raises(ValueError, match="weight 1 must be a finite number"):
         weighted([a, b], [1, float("inf")])
-    with pytest.raises(ValueError, match="task_sum: lam must be a finite number"):
-        task_sum([a, b], lam=float("nan"))
+    with pytest.raises(ValueError, match="task_sum: coef must be a finite number"):
+        task_sum([a, b], coef=float("nan"))
 
 
 def test_wrong_inputs_are_refused(abc):
@@ -353,7 +353,7 @@ def test_registry_and_combine(abc):
         "norm_sum",
         "orth_sum",
     }
-    assert torch.equal(combine("sum", [a, b], lam=0.5).tensor, task_sum([a, b], 0.5).tensor)
+    assert torch.equal(combine("sum", [a, b], coef=0.5).tensor, task_sum([a, b], 0.5).tensor)
     assert torch.equal(
         combine("weighted", [a, b], weights=[1, 2]).tensor, weighted([a, b], [1, 2]).tensor
     )
@@ -369,7 +369,7 @@ def test_registry_and_combine(abc):
         assert isinstance(r, TaskPromptVector) and r.record["method"]
     with pytest.raises(ValueError, match=r"unknown combination method 'avg'; choose from \["):
         combine("avg", [a, b])
-    with pytest.raises(ValueError, match=r"method 'ties' takes parameters \['density', 'lam'\]"):
+    with pytest.raises(ValueError, match=r"method 'ties' takes parameters \['density', 'coef'\]"):
         combine("ties", [a, b], dens=0.3)
     with pytest.raises(ValueError, match="prune: takes exactly one vector, got 2"):
         combine("prune", [a, b], density=0.5)
@@ -554,3 +554,13 @@ def test_module_exports_match_the_brief():
         "METHODS",
     ):
         assert hasattr(merge, name), name
+
+
+def test_lam_is_a_deprecated_alias_of_coef():
+    a, b = V([[1.0, 2.0]], "a"), V([[3.0, -1.0]], "b")
+    with pytest.warns(DeprecationWarning, match="'lam' is deprecated, use 'coef'"):
+        old = task_sum([a, b], lam=0.5)
+    with pytest.warns(DeprecationWarning):
+        via_combine = combine("ties", [a, b], density=1.0, lam=0.5)
+    assert torch.equal(old.tensor, task_sum([a, b], coef=0.5).tensor)
+    assert torch.equal(via_combine.tensor, ties([a, b], density=1.0, coef=0.5).tensor)

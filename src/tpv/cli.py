@@ -181,8 +181,8 @@ def train_cmd(
     )
     m = train(cfg, resume=resume)
     console.print(
-        f"[bold]{m['task']}[/]: best validation {m['best_val']:.4f} at step {m['best_step']}"
-        + (f", test {m['test']['metric']} {m['test']['score']:.4f}" if "test" in m else "")
+        f"[bold]{m.task}[/]: best validation {m.best_val:.4f} at step {m.best_step}"
+        + (f", test {m.test['metric']} {m.test['score']:.4f}" if m.test else "")
         + f"  -> {out}"
     )
 

@@ -21,59 +21,79 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 
 from tpv import merge
 from tpv.backbone import Backbone
-from tpv.data import Encoder, collate
+from tpv.data import Encoder
+from tpv.options import Choice, from_dict, option
 from tpv.prompted import PromptedModel
+from tpv.step import StepOrder, train_step
 from tpv.tasks.base import Task
 from tpv.tasks.fewshot import subsample
-from tpv.train import _StepStream, lr_factor
+from tpv.train import lr_factor
 from tpv.vectors import Origin, SoftPrompt, TaskPromptVector
 
 log = logging.getLogger(__name__)
-MODES = ("coefficients", "joint")
+MODES = merge.FITTED  # == tuple(FitMode)
+
+
+class FitMode(Choice):
+    coefficients = "coefficients"  # a weight per vector (and token); still a combination
+    joint = "joint"  # every prompt entry free
+
+
+class Granularity(Choice):
+    token = "token"
+    vector = "vector"
+
+
+class FitInit(Choice):
+    sum = "sum"
+    origin = "origin"
 
 
 @dataclass
 class FitConfig:
-    mode: str = "coefficients"
-    granularity: str = "token"  # coefficients: one weight per "token" or per "vector"
-    init: str = "sum"  # joint: start from "sum" (origin + init_coef * sum tau) or "origin"
-    init_coef: float = 1.0  # starting weight of every vector
-    steps: int = 40
-    lr: float | None = None  # None: 0.05 for coefficients, 0.3 (prompt tuning's) for joint
-    weight_decay: float = 0.0
-    batch_size: int = 8
-    eval_every: int = 20
-    warmup_ratio: float = 0.1
-    examples_per_task: int | None = 1000  # every task subsampled to min(this, smallest train)
-    max_input_tokens: int = 256
-    seed: int = 0
-    share_prefix: bool = True
+    """Options of `fit_multitask`; each field's help is also its `tpv compose` option's help."""
+
+    mode: FitMode = option(
+        FitMode.coefficients, "coefficients (a weight per vector and token) | joint (free prompt)"
+    )
+    granularity: Granularity = option(
+        Granularity.token, "coefficients: one weight per 'token' or per 'vector'."
+    )
+    init: FitInit = option(
+        FitInit.sum, "joint: start from 'sum' (origin + coef * sum) or 'origin'."
+    )
+    coef: float = option(1.0, "Starting weight of every vector.")
+    steps: int = option(40, "Optimiser steps.")
+    lr: float | None = option(None, "Default 0.05 (coefficients), 0.3 (joint).")
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    batch_size: int = option(8, "Batch size (the tasks' examples mixed).")
+    eval_every: int = option(20, "Score the tasks' mean validation every this many steps.")
+    warmup_ratio: float = option(0.1, "Warm-up steps as a fraction of the steps.")
+    examples_per_task: int | None = option(
+        1000, "Every task subsampled to min(this, smallest train split) (0: no cap).", none_as=0
+    )
+    max_input_tokens: int = option(256, "Inputs are cut to this many tokens.")
+    seed: int = option(0, "Seed of the example order.")
+    share_prefix: bool = option(True, "Decoders: run the shared leading tokens once per batch.")
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"fit: mode {self.mode!r}: use one of {MODES}")
-        if self.granularity not in ("token", "vector"):
-            raise ValueError(f"fit: granularity {self.granularity!r}: use 'token' or 'vector'")
-        if self.init not in ("sum", "origin"):
-            raise ValueError(f"fit: init {self.init!r}: use 'sum' or 'origin'")
+        self.mode = FitMode.parse(self.mode, "fit: mode")
+        self.granularity = Granularity.parse(self.granularity, "fit: granularity")
+        self.init = FitInit.parse(self.init, "fit: init")
         for name in ("steps", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"fit: {name} must be at least 1, got {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FitConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"fit: unknown option(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return from_dict(cls, d, "fit")
 
     @property
     def resolved_lr(self) -> float:
@@ -152,12 +172,12 @@ def fit_multitask(
     weights = None
     if cfg.mode == "coefficients":
         shape = (n, P, 1) if cfg.granularity == "token" else (n, 1, 1)
-        weights = torch.full(shape, float(cfg.init_coef), dtype=torch.float64, device=device)
+        weights = torch.full(shape, float(cfg.coef), dtype=torch.float64, device=device)
         weights.requires_grad_(True)
         start = base + (weights.detach() * taus).sum(0)
         params = [weights]
     else:
-        start = base + cfg.init_coef * taus.sum(0) if cfg.init == "sum" else base
+        start = base + cfg.coef * taus.sum(0) if cfg.init == "sum" else base
     model = PromptedModel(backbone, start.float())
     if cfg.mode == "joint":
         params = [model.prompt]
@@ -189,28 +209,29 @@ def fit_multitask(
     init_val = best_val = float(val_score(best))
     best_step, evals = 0, [{"step": 0, "val": init_val}]
     log.info("fit %s (%s): step 0 mean val %.4f", cfg.mode, "+".join(names), init_val)
-    stream = _StepStream(len(items), cfg.seed)
+    order = StepOrder(len(items), cfg.seed)
     share = cfg.share_prefix and model.can_share_prefix
+
+    def weights_grad() -> None:  # the prompt's gradient, moved onto the weights
+        weights.grad = weight_grad(model.prompt.grad, taus, cfg.granularity)
+        model.prompt.grad = None
+
     seconds = 0.0
     for step in range(1, cfg.steps + 1):
         t0 = time.perf_counter()
         if weights is not None:
             with torch.no_grad():
                 model.prompt.copy_((base + (weights * taus).sum(0)).float())
-        batch = collate(
-            [items[i] for i in stream.batch(step - 1, cfg.batch_size)],
-            model.pad_id,
-            backbone.is_encoder_decoder,
+        loss = train_step(
+            model,
+            optimizer,
+            scheduler,
+            items,
+            order.batch(step - 1, cfg.batch_size),
+            device=device,
             share_prefix=share,
-        ).to(device)
-        loss = model(batch.input_ids, batch.attention_mask, batch.labels, batch.prefix_ids).mean()
-        loss.backward()
-        if weights is not None:
-            weights.grad = weight_grad(model.prompt.grad, taus, cfg.granularity)
-            model.prompt.grad = None
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+            on_grads=weights_grad if weights is not None else None,
+        ).loss
         seconds += time.perf_counter() - t0
         if step % cfg.eval_every == 0 or step == cfg.steps:
             candidate, w = current()

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tpv.train import TrainConfig, train
+from tpv.train import TrainConfig, TrainResult, train
 
 
 def run_demo(
@@ -19,7 +19,7 @@ def run_demo(
     test_examples: int = 200,
     out: Path = Path("runs/demo"),
     console: Console | None = None,
-) -> dict:
+) -> TrainResult:
     console = console or Console()
     console.print(
         f"[bold]tpv demo[/]: prompt tuning SmolLM2-135M-Instruct (frozen, embedded) on "
@@ -38,22 +38,22 @@ def run_demo(
         test_init=True,
     )
     m = train(cfg, resume=False)
-    table = Table(title=f"{task} test ({m['test']['n']} examples, rank classification)")
-    for col in ("prompt", m["test"]["metric"], "accuracy"):
+    table = Table(title=f"{task} test ({m.test['n']} examples, rank classification)")
+    for col in ("prompt", m.test["metric"], "accuracy"):
         table.add_column(col)
     table.add_row(
-        "origin (untrained)", f"{m['init_test']['score']:.3f}", f"{m['init_test']['accuracy']:.3f}"
+        "origin (untrained)", f"{m.init_test['score']:.3f}", f"{m.init_test['accuracy']:.3f}"
     )
     table.add_row(
         f"tuned (best of {steps} steps)",
-        f"{m['test']['score']:.3f}",
-        f"{m['test']['accuracy']:.3f}",
+        f"{m.test['score']:.3f}",
+        f"{m.test['accuracy']:.3f}",
     )
     console.print(table)
     console.print(
-        f"training: {m.get('steps_per_s', 0):.2f} steps/s, "
-        f"{m.get('examples_per_s', 0):.1f} examples/s; "
-        f"|tau|/|origin| = {m['vector_to_origin_norm']:.1f}; "
+        f"training: {(m.steps_per_s or 0):.2f} steps/s, "
+        f"{(m.examples_per_s or 0):.1f} examples/s; "
+        f"|tau|/|origin| = {m.vector_to_origin_norm:.1f}; "
         f"total {time.perf_counter() - start:.0f} s"
     )
     console.print(

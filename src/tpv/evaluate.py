@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
 from tpv import metrics
 from tpv.backbone import Backbone
 from tpv.data import Encoded, Encoder, batches
+from tpv.options import Choice
 from tpv.prompted import PromptedModel
 from tpv.tasks.base import Example, Task
 from tpv.tasks.fewshot import subsample
-from tpv.vectors import Origin, SoftPrompt
+from tpv.vectors import IncompatibleError, Origin, SoftPrompt
 
 log = logging.getLogger(__name__)
-SCORERS = ("rank", "generate")
+
+
+class Scorer(Choice):
+    rank = "rank"
+    generate = "generate"
+
+
+SCORERS = tuple(m.value for m in Scorer)
 
 
 def prompt_tensor(prompt) -> torch.Tensor:
@@ -32,6 +40,27 @@ def prompt_tensor(prompt) -> torch.Tensor:
     if isinstance(prompt, torch.Tensor):
         return prompt
     raise TypeError(f"expected a SoftPrompt, Origin or tensor, got {type(prompt).__name__}")
+
+
+def check_model(prompt, backbone: Backbone) -> None:
+    """A saved prompt names the model it was made for: scoring it on another is an error."""
+    made_for = getattr(prompt, "model", None)
+    if made_for is not None and made_for != backbone.name:
+        name = getattr(prompt, "name", None) or prompt.kind
+        raise IncompatibleError(
+            f"{prompt.kind} {name!r} was made for model {made_for!r}, not {backbone.name!r}"
+        )
+
+
+def task_mean(scores: Mapping[str, float] | Sequence[float]) -> float:
+    """The mean score over tasks: what multi-task selection maximises."""
+    values = list(scores.values() if isinstance(scores, Mapping) else scores)
+    return sum(values) / len(values)
+
+
+def mean_score(evaluators: Sequence[Evaluator], prompt) -> float:
+    """The mean of `prompt`'s score over several tasks' evaluators."""
+    return task_mean([ev(prompt)["score"] for ev in evaluators])
 
 
 class Evaluator:
@@ -62,6 +91,7 @@ class Evaluator:
     def __call__(self, prompt, model: PromptedModel | None = None) -> dict:
         """Metrics of `prompt` (SoftPrompt, Origin or tensor), or of `model`'s current prompt."""
         if model is None:
+            check_model(prompt, self.backbone)
             model = PromptedModel(self.backbone, prompt_tensor(prompt))
         start = time.perf_counter()
         n = len(self.items)

@@ -5,28 +5,47 @@ reads like the combination ("0.5 * (mnli + qnli)", "ties(mnli, qnli; density=0.2
 whose record says the method and its parameters, so a result can be rebuilt from its file.
 
     from tpv import merge
-    tau = merge.ties([mnli, qnli, sst2], density=0.2, lam=0.8)
-    best = merge.search_lambda(lambda lam: score(merge.task_sum(vs, lam).apply(origin)))
+    tau = merge.ties([mnli, qnli, sst2], density=0.2, coef=0.8)
+    best = merge.search_lambda(lambda coef: score(merge.task_sum(vs, coef).apply(origin)))
 
 All arithmetic is in float64 (the vectors' dtype).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import torch
 
-from tpv.vectors import TaskPromptVector, check_compatible, paren
+from tpv.vectors import Origin, SoftPrompt, TaskPromptVector, check_compatible, paren
 
 # The paper's lambda grid 0, 0.05, ..., 1.0, rounded so 0.35 is 0.35 (not 0.35000000000000003).
 PAPER_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
 
 
 # --- helpers ---------------------------------------------------------------------------------
+def _lam_alias(params: dict[str, Any], where: str) -> dict[str, Any]:
+    """`lam` is the old name of `coef`: still accepted for a release, with a warning."""
+    if "lam" in params:
+        warnings.warn(f"{where}: 'lam' is deprecated, use 'coef'", DeprecationWarning, stacklevel=3)
+        params = dict(params)
+        params["coef"] = params.pop("lam")
+    return params
+
+
+def _coef_alias(fn: Callable[..., TaskPromptVector]) -> Callable[..., TaskPromptVector]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kw: Any) -> TaskPromptVector:
+        return fn(*args, **_lam_alias(kw, fn.__name__))
+
+    return wrapper
+
+
 def _as_list(vectors: Iterable[TaskPromptVector], method: str) -> list[TaskPromptVector]:
     if isinstance(vectors, TaskPromptVector):
         raise TypeError(f"{method}: expected a list of TaskPromptVectors, got a single vector")
@@ -76,11 +95,11 @@ def _result(
     )
 
 
-def _scaled_name(lam: float, inner: str, *, call: bool = False) -> str:
+def _scaled_name(coef: float, inner: str, *, call: bool = False) -> str:
     """ "0.5 * (a + b)"; a call form like "ties(a, b; ...)" needs no parentheses."""
-    if lam == 1:
+    if coef == 1:
         return inner
-    return f"{lam:g} * {inner if call else paren(inner)}"
+    return f"{coef:g} * {inner if call else paren(inner)}"
 
 
 def _call_name(method: str, vectors: list[TaskPromptVector], **params: Any) -> str:
@@ -121,13 +140,14 @@ def _elect_and_merge(stacked: torch.Tensor) -> torch.Tensor:
 
 
 # --- methods ---------------------------------------------------------------------------------
-def task_sum(vectors: Sequence[TaskPromptVector], lam: float = 1.0) -> TaskPromptVector:
-    """The paper's combination: lam * sum_i tau_i."""
+@_coef_alias
+def task_sum(vectors: Sequence[TaskPromptVector], coef: float = 1.0) -> TaskPromptVector:
+    """The paper's combination: coef * sum_i tau_i."""
     vs = _as_list(vectors, "task_sum")
-    lam = _finite(lam, "lam", "task_sum")
-    tensor = lam * _stack(vs).sum(dim=0)
-    name = _scaled_name(lam, " + ".join(paren(v.name) for v in vs))
-    return _result(tensor, vs, name, "task_sum", {"lam": lam})
+    coef = _finite(coef, "coef", "task_sum")
+    tensor = coef * _stack(vs).sum(dim=0)
+    name = _scaled_name(coef, " + ".join(paren(v.name) for v in vs))
+    return _result(tensor, vs, name, "task_sum", {"coef": coef})
 
 
 def weighted(vectors: Sequence[TaskPromptVector], weights: Sequence[float]) -> TaskPromptVector:
@@ -181,10 +201,11 @@ def magnitude_prune(vector: TaskPromptVector, density: float) -> TaskPromptVecto
     return _result(_trim(v.tensor, density), [v], name, "magnitude_prune", {"density": density})
 
 
+@_coef_alias
 def ties(
-    vectors: Sequence[TaskPromptVector], density: float = 0.2, lam: float = 1.0
+    vectors: Sequence[TaskPromptVector], density: float = 0.2, coef: float = 1.0
 ) -> TaskPromptVector:
-    """TIES-merging (Yadav et al. 2023): trim, elect sign, disjoint mean, scale by lam.
+    """TIES-merging (Yadav et al. 2023): trim, elect sign, disjoint mean, scale by coef.
 
     1. trim each vector to its top-`density` fraction of entries by magnitude;
     2. elect a sign per entry: the sign of the sum of the trimmed values;
@@ -192,11 +213,11 @@ def ties(
     """
     vs = _as_list(vectors, "ties")
     density = _fraction(density, "density", "ties", allow_zero=False, allow_one=True)
-    lam = _finite(lam, "lam", "ties")
+    coef = _finite(coef, "coef", "ties")
     trimmed = torch.stack([_trim(v.tensor, density) for v in vs])
-    tensor = lam * _elect_and_merge(trimmed)
-    name = _scaled_name(lam, _call_name("ties", vs, density=density), call=True)
-    return _result(tensor, vs, name, "ties", {"density": density, "lam": lam})
+    tensor = coef * _elect_and_merge(trimmed)
+    name = _scaled_name(coef, _call_name("ties", vs, density=density), call=True)
+    return _result(tensor, vs, name, "ties", {"density": density, "coef": coef})
 
 
 def dare_masks(shape: Sequence[int], n: int, drop: float, seed: int) -> list[torch.Tensor]:
@@ -207,23 +228,24 @@ def dare_masks(shape: Sequence[int], n: int, drop: float, seed: int) -> list[tor
     return [torch.rand(tuple(shape), generator=gen, dtype=torch.float64) >= drop for _ in range(n)]
 
 
+@_coef_alias
 def dare(
     vectors: Sequence[TaskPromptVector],
     drop: float = 0.9,
     seed: int = 0,
-    lam: float = 1.0,
+    coef: float = 1.0,
     then: str = "sum",
 ) -> TaskPromptVector:
     """DARE (Yu et al. 2023): drop each entry with probability `drop`, rescale the survivors
     by 1/(1-drop) (so each vector is unchanged in expectation), then combine.
 
-    then="sum": lam * sum of the rescaled vectors.  then="ties": TIES sign election and
-    disjoint mean on the rescaled vectors (DARE replaces TIES's magnitude trim), times lam.
+    then="sum": coef * sum of the rescaled vectors.  then="ties": TIES sign election and
+    disjoint mean on the rescaled vectors (DARE replaces TIES's magnitude trim), times coef.
     drop=1 would drop everything and divide by zero, so drop must be in [0, 1).
     """
     vs = _as_list(vectors, "dare")
     drop = _fraction(drop, "drop", "dare", allow_zero=True, allow_one=False)
-    lam = _finite(lam, "lam", "dare")
+    coef = _finite(coef, "coef", "dare")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"dare: seed must be an integer, got {seed!r}")
     if then not in ("sum", "ties"):
@@ -234,37 +256,39 @@ def dare(
         [torch.where(m, v.tensor / (1.0 - drop), zero) for m, v in zip(masks, vs, strict=True)]
     )
     merged = kept.sum(dim=0) if then == "sum" else _elect_and_merge(kept)
-    name = _scaled_name(lam, _call_name("dare", vs, drop=drop, seed=seed, then=then), call=True)
-    params = {"drop": drop, "seed": seed, "lam": lam, "then": then}
-    return _result(lam * merged, vs, name, "dare", params)
+    name = _scaled_name(coef, _call_name("dare", vs, drop=drop, seed=seed, then=then), call=True)
+    params = {"drop": drop, "seed": seed, "coef": coef, "then": then}
+    return _result(coef * merged, vs, name, "dare", params)
 
 
-def norm_matched_sum(vectors: Sequence[TaskPromptVector], lam: float = 1.0) -> TaskPromptVector:
-    """Scale each vector to the mean norm of the inputs, then lam * sum.
+@_coef_alias
+def norm_matched_sum(vectors: Sequence[TaskPromptVector], coef: float = 1.0) -> TaskPromptVector:
+    """Scale each vector to the mean norm of the inputs, then coef * sum.
 
     Keeps one large vector (e.g. a task tuned longer) from drowning the others. A zero
     vector has no direction to scale, so it stays zero (it still counts in the mean norm).
     """
     vs = _as_list(vectors, "norm_matched_sum")
-    lam = _finite(lam, "lam", "norm_matched_sum")
+    coef = _finite(coef, "coef", "norm_matched_sum")
     stacked = _stack(vs)
     norms = stacked.flatten(1).norm(dim=1)
     target = norms.mean()
     scale = torch.where(norms > 0, target / norms.clamp(min=torch.finfo(torch.float64).tiny), 0.0)
-    tensor = lam * (scale.view(-1, 1, 1) * stacked).sum(dim=0)
-    name = _scaled_name(lam, _call_name("normsum", vs), call=True)
-    params = {"lam": lam, "target_norm": float(target), "scales": scale.tolist()}
+    tensor = coef * (scale.view(-1, 1, 1) * stacked).sum(dim=0)
+    name = _scaled_name(coef, _call_name("normsum", vs), call=True)
+    params = {"coef": coef, "target_norm": float(target), "scales": scale.tolist()}
     return _result(tensor, vs, name, "norm_matched_sum", params)
 
 
-def orthogonalized_sum(vectors: Sequence[TaskPromptVector], lam: float = 1.0) -> TaskPromptVector:
-    """Gram-Schmidt on the flattened vectors in the given order, then lam * sum.
+@_coef_alias
+def orthogonalized_sum(vectors: Sequence[TaskPromptVector], coef: float = 1.0) -> TaskPromptVector:
+    """Gram-Schmidt on the flattened vectors in the given order, then coef * sum.
 
     The first vector is kept whole; each later one keeps only its part orthogonal to the
     earlier ones (not renormalised), so shared directions are counted once. Order matters.
     """
     vs = _as_list(vectors, "orthogonalized_sum")
-    lam = _finite(lam, "lam", "orthogonalized_sum")
+    coef = _finite(coef, "coef", "orthogonalized_sum")
     basis: list[torch.Tensor] = []
     parts = []
     for v in vs:
@@ -280,14 +304,14 @@ def orthogonalized_sum(vectors: Sequence[TaskPromptVector], lam: float = 1.0) ->
         else:
             basis.append(r / r.norm())
         parts.append(r)
-    tensor = lam * torch.stack(parts).sum(dim=0).view(vs[0].shape)
-    name = _scaled_name(lam, _call_name("orthsum", vs), call=True)
-    return _result(tensor, vs, name, "orthogonalized_sum", {"lam": lam})
+    tensor = coef * torch.stack(parts).sum(dim=0).view(vs[0].shape)
+    name = _scaled_name(coef, _call_name("orthsum", vs), call=True)
+    return _result(tensor, vs, name, "orthogonalized_sum", {"coef": coef})
 
 
 # --- coefficient search ----------------------------------------------------------------------
 class SearchResult(NamedTuple):
-    """best: the chosen lam (or weights); history: every (point, score) evaluated, in order."""
+    """best: the chosen coef (or weights); history: every (point, score) evaluated, in order."""
 
     best: Any
     history: list[tuple[Any, float]]
@@ -309,19 +333,19 @@ def _better(score: float, point: Any, best_score: float, best_point: Any) -> boo
 def search_lambda(
     evaluate: Callable[[float], float], grid: Sequence[float] | None = None
 ) -> SearchResult:
-    """Evaluate every lam in `grid` (default the paper's 0, 0.05, ..., 1.0) and return the best
-    (highest score; ties go to the smaller lam) with all (lam, score) pairs.
+    """Evaluate every coef in `grid` (default the paper's 0, 0.05, ..., 1.0) and return the best
+    (highest score; ties go to the smaller coef) with all (coef, score) pairs.
     """
     points = list(dict.fromkeys(float(x) for x in (PAPER_GRID if grid is None else grid)))
     if not points:
         raise ValueError("search_lambda: the grid is empty")
     history: list[tuple[float, float]] = []
     best, best_score = None, math.nan
-    for lam in points:
-        score = float(evaluate(lam))
-        history.append((lam, score))
-        if _better(score, lam, best_score, best):
-            best, best_score = lam, score
+    for coef in points:
+        score = float(evaluate(coef))
+        history.append((coef, score))
+        if _better(score, coef, best_score, best):
+            best, best_score = coef, score
     if best is None:
         raise ValueError("search_lambda: every evaluation returned NaN")
     return SearchResult(best, history)
@@ -396,7 +420,7 @@ def search_weights(
     return SearchResult(best, history)
 
 
-# --- registry for the CLI --------------------------------------------------------------------
+# --- the registry: every way to combine vectors, read by the CLI, the runner and compose -------
 def _prune_one(vectors: Sequence[TaskPromptVector], density: float) -> TaskPromptVector:
     vs = list(vectors)
     if len(vs) != 1:
@@ -417,8 +441,60 @@ METHODS: dict[str, Callable[..., TaskPromptVector]] = {
 }
 
 
+# Beyond the arithmetic METHODS (one vector out, scaled by a searched coefficient):
+SEARCHED = ("weights",)  # one weight per vector, coordinate search on the score
+PROMPT_METHODS = ("concat",)  # not arithmetic: the tuned prompts one after the other
+FITTED = ("coefficients", "joint")  # fitted on the tasks' train examples (tpv.compose)
+ALL_METHODS: tuple[str, ...] = (*METHODS, *SEARCHED, *PROMPT_METHODS, *FITTED)
+
+
+def concat(
+    vectors: Sequence[TaskPromptVector], origin: Origin, names: Sequence[str] | None = None
+) -> SoftPrompt:
+    """Each vector's tuned prompt (origin + tau), one after the other: n * P tokens."""
+    vs = _as_list(vectors, "concat")
+    names = list(names) if names is not None else [v.name for v in vs]
+    tuned = [v.apply(origin).tensor for v in vs]
+    return SoftPrompt(torch.cat(tuned), origin.model, name=" | ".join(names), tasks=tuple(names))
+
+
+def combine_searched(
+    method: str,
+    vectors: Sequence[TaskPromptVector],
+    origin: Origin,
+    score: Callable[[SoftPrompt], float],
+    grid: Sequence[float] | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    **params: Any,
+) -> tuple[SoftPrompt, SearchResult]:
+    """The prompt of any registered method (but the fitted ones, see `tpv.compose`) with its
+    coefficient(s) chosen by `score` over `grid` (default the paper's grid): a lambda for the
+    arithmetic methods, one weight per vector for "weights", nothing for "concat"."""
+    if method in FITTED:
+        raise ValueError(f"method {method!r} is fitted on examples: use tpv.compose.fit_multitask")
+    if method == "concat":
+        return concat(vectors, origin, names), SearchResult(None, [])
+    if method == "weights":
+        search = search_weights(
+            lambda w: score(weighted(vectors, w).apply(origin)),
+            len(vectors),
+            PAPER_GRID if grid is None else grid,
+            params.get("rounds", 2),
+            budget=params.get("budget"),
+        )
+        return weighted(vectors, search.best).apply(origin), search
+
+    def prompt_for(coef: float) -> SoftPrompt:
+        return combine(method, vectors, **params).apply(origin, coef)
+
+    search = search_lambda(lambda coef: score(prompt_for(coef)), grid)
+    return prompt_for(search.best), search
+
+
 def combine(method: str, vectors: Sequence[TaskPromptVector], **params: Any) -> TaskPromptVector:
     """Run a method from METHODS by name; unknown names and parameters get a clear error."""
+    params = _lam_alias(params, f"combine({method!r})")
     if method not in METHODS:
         raise ValueError(f"unknown combination method {method!r}; choose from {sorted(METHODS)}")
     fn = METHODS[method]

@@ -421,25 +421,12 @@ def resolve_origin(spec: Origin | str | Path | int, adapter: PeftAdapter, backbo
     `backbone.make_origin`, as `tpv train --origin-seed` does); "peft" or "peft:SEED" (the
     adapter's own PEFT init, see `_peft_init_origin`). The last two need the backbone.
     """
-    if isinstance(spec, Origin):
-        return spec
-    if isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).exists()):
-        return Origin.load(spec)
-    text = str(spec).strip()
-    if text == "peft":
-        strategy, seed_text = "peft", ""
-    elif ":" in text:
-        strategy, seed_text = text.split(":", 1)
-    else:
-        strategy, seed_text = "vocab", text
-    seed: int | None = None
-    if seed_text:
-        try:
-            seed = int(seed_text)
-        except ValueError:
-            raise ValueError(
-                f"origin {text!r} is not a file, nor SEED, STRATEGY:SEED or peft[:SEED]"
-            ) from None
+    from tpv.resolve import origin_spec
+
+    o = origin_spec(spec)
+    if isinstance(o, Origin):
+        return o
+    (strategy, seed), text = o, str(spec).strip()
     if backbone is None:
         raise ValueError(f"origin {text!r} is rebuilt from the model: pass backbone= (--model)")
     if backbone.hidden_size != adapter.token_dim:

@@ -39,6 +39,7 @@ class Suggestion:
     score: float  # of the proposed prompt on the k examples
     baseline: float  # of the bare origin on the k examples
     history: list = field(default_factory=list)
+    examples: int = 0  # how many target examples the ranking saw
 
     def vector(self, candidates: Mapping[str, TaskPromptVector]) -> TaskPromptVector:
         return merge.weighted([candidates[n] for n in self.chosen], self.weights)
@@ -68,7 +69,7 @@ def rank_by_zero_shot(
     ranked = []
     for name, tau in candidates.items():
         res = merge.search_lambda(lambda lam, tau=tau: score(tau.apply(origin, lam)), grid)
-        ranked.append(Ranked(name, dict(res.history)[res.best], res.best))
+        ranked.append(Ranked(name, res.best_score, res.best))
         log.info("suggest: %s zero-shot %.4f at lambda %g", name, ranked[-1].zero_shot, res.best)
     return sorted(ranked, key=lambda r: (-r.zero_shot, r.name))
 
@@ -106,6 +107,56 @@ def suggest(
         rounds,
         start=start,
     )
-    best_score = dict(res.history)[res.best]
     baseline = score(origin.as_prompt())
-    return Suggestion(ranking, chosen, tuple(res.best), best_score, baseline, res.history)
+    return Suggestion(ranking, chosen, tuple(res.best), res.best_score, baseline, res.history)
+
+
+def suggest_for_task(
+    backbone,
+    task,
+    candidates: Mapping[str, TaskPromptVector],
+    origin: Origin,
+    *,
+    shots: int,
+    shots_seed: int = 0,
+    top: int = 2,
+    probe_steps: int = 0,
+    scorer: str = "rank",
+    max_input_tokens: int = 256,
+) -> Suggestion:
+    """`suggest` on k examples per class of `task`'s train split (never validation or test).
+    With `probe_steps`, a probe prompt is tuned that long on the same examples and every
+    candidate's cosine to its vector is reported beside the ranking."""
+    from tpv.evaluate import Evaluator
+    from tpv.tasks.fewshot import sample_k_shot
+
+    rows = sample_k_shot(task.split("train"), shots, seed=shots_seed)
+    ev = Evaluator(backbone, task, rows, scorer=scorer, max_input_tokens=max_input_tokens)
+    probe = None
+    if probe_steps:
+        probe = _probe_vector(backbone, task, origin, probe_steps, shots, shots_seed)
+    s = suggest(candidates, origin, lambda p: ev(p)["score"], top=top, probe=probe)
+    s.examples = len(rows)
+    return s
+
+
+def _probe_vector(backbone, task, origin: Origin, steps: int, shots: int, shots_seed: int):
+    """A brief tuning run from `origin` on the k examples: the probe's task prompt vector."""
+    import tempfile
+    from pathlib import Path
+
+    from tpv.train import TrainConfig, train
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = TrainConfig(
+            task=task.name,
+            out=d,
+            num_tokens=origin.num_tokens,
+            max_steps=steps,
+            eval_every=steps,
+            shots=shots,
+            shots_seed=shots_seed,
+            init=[str(origin.save(Path(d) / "origin.safetensors"))],
+            test_examples=1,
+        )
+        return train(cfg, backbone=backbone, task=task, progress=False).vector

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,58 +19,87 @@ from typing import Any
 import torch
 
 from tpv.backbone import Backbone
-from tpv.data import Encoder, collate
-from tpv.evaluate import Evaluator
+from tpv.data import Encoder
+from tpv.evaluate import Evaluator, Scorer
 from tpv.io import atomic_open, read_safetensors, write_json, write_safetensors
+from tpv.options import Choice, from_dict, option
 from tpv.prompted import PromptedModel
+from tpv.step import StepOrder, train_step
 from tpv.tasks.base import Task
-from tpv.vectors import Origin, SoftPrompt, TaskPromptVector, load, sum_vectors
+from tpv.vectors import Origin, OriginStrategy, SoftPrompt, TaskPromptVector, load, sum_vectors
 
 log = logging.getLogger(__name__)
-SCHEDULES = ("linear", "cosine", "constant")
+
+
+class Schedule(Choice):
+    linear = "linear"
+    cosine = "cosine"
+    constant = "constant"
+
+
+SCHEDULES = tuple(m.value for m in Schedule)
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run; written to config.json in the run directory."""
+    """Everything that defines a run; written to config.json in the run directory. Each field's
+    help is also its `tpv train` option's help (see tpv.options)."""
 
-    task: str
-    out: str = "runs/run"
-    task_options: dict[str, Any] = field(default_factory=dict)  # for user files: columns, words
-    model: str | None = None  # None: the embedded SmolLM2
-    num_tokens: int = 50
-    origin_seed: int = 0
-    origin_strategy: str = "vocab"
-    init: list[str] = field(default_factory=list)  # prompt (SPoT), origin, or vectors to sum
-    init_coef: float = 1.0  # lambda for summed init vectors
-    lr: float = 0.3
-    weight_decay: float = 1e-5
-    schedule: str = "linear"
-    warmup_ratio: float = 0.1
-    warmup_steps: int | None = None  # overrides warmup_ratio (the paper's T5 runs: 500)
-    max_steps: int = 300
-    epochs: float | None = None  # when set, max_steps = ceil(epochs * train size / batch)
-    batch_size: int = 8  # global batch, split across processes and accumulation steps
-    grad_accum: int = 1
-    eval_every: int = 100
-    eval_examples: int | None = 200  # validation cap (None: all)
-    test_examples: int | None = None
-    patience: int | None = None  # evaluations without improvement before stopping
-    scorer: str = "rank"
-    eval_batch_size: int = 32
-    max_input_tokens: int = 256
-    seed: int = 0  # data order
-    shots: int | None = None  # k examples per class from the train split (few-shot)
-    shots_seed: int = 0
-    train_examples: int | None = None  # cap on the train split
-    checkpoint_every: int | None = None  # default: eval_every
-    test_init: bool = False  # also score the initial prompt on test (before/after)
-    dtype: str = "auto"  # auto: bf16 on CUDA, float32 elsewhere
-    share_prefix: bool = True  # decoders: run the tokens every input starts with once per batch
+    task: str = option(help="Registered task name or a CSV/JSONL/TOML task file.")
+    out: str = option("runs/run", "Run directory.")
+    task_options: dict[str, Any] = option(
+        default_factory=dict, cli=False, help="User data files: columns, label words."
+    )
+    model: str | None = option(None, "Hub id, local dir or .gguf; default: embedded SmolLM2.")
+    num_tokens: int = option(50, "Number of virtual tokens P.", cli="tokens")
+    origin_seed: int = option(0, "Seed of the origin (initialisation).")
+    origin_strategy: OriginStrategy = option(OriginStrategy.vocab, "How the origin is drawn.")
+    init: list[str] = option(
+        default_factory=list,
+        help="Start from a prompt, an origin, or origin + coef * sum of vectors (repeat; files).",
+    )
+    coef: float = option(1.0, "Coefficient applied to the summed --init vectors.")
+    lr: float = option(0.3, "AdamW learning rate.")
+    weight_decay: float = option(1e-5, "AdamW weight decay.")
+    schedule: Schedule = option(Schedule.linear, "Learning-rate schedule after warm-up.")
+    warmup_ratio: float = option(0.1, "Warm-up steps as a fraction of the steps.")
+    warmup_steps: int | None = option(
+        None, "Warm-up steps; overrides --warmup-ratio (the paper's T5 runs: 500)."
+    )
+    max_steps: int = option(300, "Optimiser steps.", cli="steps")
+    epochs: float | None = option(None, "When set, steps = ceil(epochs * train size / batch size).")
+    batch_size: int = option(8, "Global batch, split across processes and accumulation steps.")
+    grad_accum: int = option(1, "Gradient accumulation steps per optimiser step.")
+    eval_every: int = option(100, "Evaluate on validation every this many steps.")
+    eval_examples: int | None = option(
+        200, "Validation examples per evaluation (0: all).", none_as=0
+    )
+    test_examples: int | None = option(None, "Test examples (0: all).", none_as=0)
+    patience: int | None = option(
+        None, "Stop after this many evaluations without gain (0: never).", none_as=0
+    )
+    scorer: Scorer = option(Scorer.rank, "How a prediction is read off the model.")
+    eval_batch_size: int = option(32, "Batch size of evaluation.")
+    max_input_tokens: int = option(256, "Inputs are cut to this many tokens.")
+    seed: int = option(0, "Seed of the data order.")
+    shots: int | None = option(None, "Few-shot: k training examples per class (0: all).", none_as=0)
+    shots_seed: int = option(0, "Seed of the few-shot sample.")
+    train_examples: int | None = option(None, "Cap on the train split (0: all).", none_as=0)
+    checkpoint_every: int | None = option(
+        None, "Checkpoint every this many steps (0: eval_every).", none_as=0
+    )
+    test_init: bool = option(False, "Also score the starting prompt on test.")
+    dtype: str = option(
+        "auto", "auto (bf16 on CUDA, float32 elsewhere) | float32 | bfloat16 | float16."
+    )
+    share_prefix: bool = option(
+        True, "Decoders: run the tokens every input starts with once per batch."
+    )
 
     def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule {self.schedule!r}: use one of {SCHEDULES}")
+        self.schedule = Schedule.parse(self.schedule, "schedule")
+        self.scorer = Scorer.parse(self.scorer, "scorer")
+        self.origin_strategy = OriginStrategy.parse(self.origin_strategy, "origin_strategy")
         if self.batch_size % self.grad_accum:
             raise ValueError(
                 f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
@@ -77,11 +107,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return from_dict(cls, d, "training")
+
+    @property
+    def init_coef(self) -> float:
+        """Deprecated name of `coef`."""
+        warnings.warn("TrainConfig.init_coef is deprecated, use coef", DeprecationWarning, 2)
+        return self.coef
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -97,10 +129,8 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 
 def initial_prompt(cfg: TrainConfig, backbone: Backbone) -> tuple[Origin, SoftPrompt]:
     """The origin and the prompt tuning starts from: the origin itself, a given prompt (SPoT),
-    or origin + init_coef * sum of given vectors (the paper's initialisation)."""
-    from tpv.library import resolve  # a path, or the name of a library entry
-
-    loaded = [load(resolve(p)) for p in cfg.init]
+    or origin + coef * sum of given vectors (the paper's initialisation)."""
+    loaded = [load(p) for p in cfg.init]  # paths: names are resolved by the caller
     origins = [x for x in loaded if isinstance(x, Origin)]
     prompts = [x for x in loaded if isinstance(x, SoftPrompt)]
     vectors = [x for x in loaded if isinstance(x, TaskPromptVector)]
@@ -128,27 +158,8 @@ def initial_prompt(cfg: TrainConfig, backbone: Backbone) -> tuple[Origin, SoftPr
             record={"init": "prompt", "from": p.name},
         )
     if vectors:
-        return origin, sum_vectors(vectors).apply(origin, cfg.init_coef)
+        return origin, sum_vectors(vectors).apply(origin, cfg.coef)
     return origin, origin.as_prompt()
-
-
-class _StepStream:
-    """Deterministic example order: epoch e is a permutation seeded by (seed, e), so the batch of
-    any step is known without saved sampler state (resume needs only the step)."""
-
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self._perms = n, seed, {}
-
-    def _perm(self, epoch: int) -> list[int]:
-        if epoch not in self._perms:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            self._perms = {epoch: torch.randperm(self.n, generator=g).tolist()}
-        return self._perms[epoch]
-
-    def batch(self, step: int, size: int) -> list[int]:
-        return [
-            self._perm(pos // self.n)[pos % self.n] for pos in range(step * size, (step + 1) * size)
-        ]
 
 
 def _resolve_dtype(cfg: TrainConfig) -> torch.dtype:
@@ -159,29 +170,85 @@ def _resolve_dtype(cfg: TrainConfig) -> torch.dtype:
     ]
 
 
-def train(
-    cfg: TrainConfig,
-    *,
-    backbone: Backbone | None = None,
-    task: Task | None = None,
-    resume: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Run one prompt-tuning job; returns the metrics also written to `out/metrics.json`."""
-    from accelerate import Accelerator
+@dataclass
+class TrainResult:
+    """What a run produced; `as_dict()` is what `out/metrics.json` holds."""
 
+    task: str
+    model: str
+    origin_id: str
+    origin_seed: int
+    init: str
+    num_tokens: int
+    train_size: int
+    steps: int
+    max_steps: int
+    best_step: int
+    stopped_early: bool
+    best_val: float
+    init_val: float | None
+    evals: list[dict]
+    processes: int
+    train_seconds: float
+    eval_seconds: float
+    vector_norm: float
+    origin_norm: float
+    vector_to_origin_norm: float
+    steps_per_s: float | None = None
+    examples_per_s: float | None = None
+    test: dict | None = None  # metrics of the best prompt on the test split
+    init_test: dict | None = None  # of the initial prompt (cfg.test_init)
+    origin: Origin | None = field(default=None, repr=False)
+    prompt: SoftPrompt | None = field(default=None, repr=False)
+    vector: TaskPromptVector | None = field(default=None, repr=False)
+
+    _OPTIONAL = ("steps_per_s", "examples_per_s", "test", "init_test")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k in ("origin", "prompt", "vector"):
+            d.pop(k)
+        return {k: v for k, v in d.items() if v is not None or k not in self._OPTIONAL}
+
+
+@dataclass
+class _Loop:
+    """The loop's state: what a checkpoint stores and a resumed run starts from."""
+
+    step: int = 0
+    best_score: float = -math.inf
+    best_step: int = 0
+    evals: list[dict] = field(default_factory=list)
+    bad_evals: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float | None = None  # None until the first evaluation
+    init_val: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: v for k, v in d.items() if v is not None or k not in _LOOP_OPTIONAL}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> _Loop:
+        return cls(**{k: d[k] for k in d if k in {f.name for f in fields(cls)}})
+
+
+_LOOP_OPTIONAL = ("eval_seconds", "init_val")
+
+
+@dataclass
+class _Data:
+    encoder: Encoder
+    items: list
+    val_rows: list
+    test_rows: list
+    max_steps: int
+
+
+def _data(cfg: TrainConfig, backbone: Backbone, task: Task) -> _Data:
+    """Encoded train examples, capped validation and test rows, and the resolved step count."""
     from tpv.tasks.fewshot import sample_k_shot, subsample
 
-    acc = Accelerator(cpu=not torch.cuda.is_available())
-    out = Path(cfg.out)
-    main = acc.is_main_process
-    backbone = backbone or Backbone.load(cfg.model, dtype=_resolve_dtype(cfg), device=acc.device)
-    if task is None:
-        from tpv.tasks import get_task
-
-        task = get_task(cfg.task, **cfg.task_options)
-
-    # --- data -------------------------------------------------------------------------------
     train_rows = task.split("train")
     if cfg.train_examples is not None:
         train_rows = subsample(train_rows, cfg.train_examples, cfg.seed)
@@ -194,16 +261,13 @@ def train(
     # Caps draw seeded samples: a split's first rows can all be one class (sorted corpora).
     val_rows = subsample(task.split("validation"), cfg.eval_examples)
     test_rows = subsample(task.split("test"), cfg.test_examples)
-    val = Evaluator(
-        backbone, task, val_rows, scorer=cfg.scorer, batch_size=cfg.eval_batch_size, encoder=encoder
-    )
     max_steps = cfg.max_steps
     if cfg.epochs is not None:
         max_steps = math.ceil(cfg.epochs * len(items) / cfg.batch_size)
+    return _Data(encoder, items, val_rows, test_rows, max_steps)
 
-    # --- model and optimiser ----------------------------------------------------------------
-    origin, init = initial_prompt(cfg, backbone)
-    model = PromptedModel(backbone, init.tensor)
+
+def _optimiser(cfg: TrainConfig, model: PromptedModel, max_steps: int):
     optimizer = torch.optim.AdamW(
         [model.prompt], lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
     )
@@ -213,78 +277,107 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, max_steps, warmup, cfg.schedule)
     )
+    return optimizer, scheduler
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    backbone: Backbone | None = None,
+    task: Task | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Run one prompt-tuning job; the result's `as_dict()` is also written to
+    `out/metrics.json`. Set up -> (resume) -> loop -> test the best prompt -> write the run."""
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    out = Path(cfg.out)
+    main = acc.is_main_process
+    backbone = backbone or Backbone.load(cfg.model, dtype=_resolve_dtype(cfg), device=acc.device)
+    if task is None:
+        from tpv.tasks import get_task
+
+        task = get_task(cfg.task, **cfg.task_options)
+    data = _data(cfg, backbone, task)
+    val = Evaluator(
+        backbone,
+        task,
+        data.val_rows,
+        scorer=cfg.scorer,
+        batch_size=cfg.eval_batch_size,
+        encoder=data.encoder,
+    )
+    origin, init = initial_prompt(cfg, backbone)
+    model = PromptedModel(backbone, init.tensor)
+    optimizer, scheduler = _optimiser(cfg, model, data.max_steps)
     ddp_model, optimizer = acc.prepare(model, optimizer)  # the scheduler is stepped by hand, once
 
-    state = {
-        "step": 0,
-        "best_score": -math.inf,
-        "best_step": 0,
-        "evals": [],
-        "bad_evals": 0,
-        "train_seconds": 0.0,
-    }
-    best = init.tensor.clone()
+    state, best = _Loop(), init.tensor.clone()
     ckpt_path = out / "checkpoint.safetensors"
     if resume and ckpt_path.exists():
         state, best = _load_checkpoint(ckpt_path, model, optimizer, scheduler)
-        log.info("resumed %s at step %d", out, state["step"])
+        log.info("resumed %s at step %d", out, state.step)
     elif resume:
         log.info("no checkpoint at %s: starting afresh", ckpt_path)
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", asdict(cfg) | {"resolved_max_steps": max_steps})
-        _truncate_log(out / "log.jsonl", state["step"])
+        write_json(out / "config.json", asdict(cfg) | {"resolved_max_steps": data.max_steps})
+        _truncate_log(out / "log.jsonl", state.step)
 
     def evaluate_now(step: int) -> dict:
         result = val(None, model=model)
-        state["eval_seconds"] = state.get("eval_seconds", 0.0) + result["seconds"]
-        improved = result["score"] > state["best_score"]
-        if improved:
-            state["best_score"], state["best_step"], state["bad_evals"] = result["score"], step, 0
+        state.eval_seconds = (state.eval_seconds or 0.0) + result["seconds"]
+        if result["score"] > state.best_score:
+            state.best_score, state.best_step, state.bad_evals = result["score"], step, 0
             best.copy_(model.prompt.detach().float().cpu())
         else:
-            state["bad_evals"] += 1
-        state["evals"].append({"step": step, "val": result["score"]})
+            state.bad_evals += 1
+        state.evals.append({"step": step, "val": result["score"]})
         _log(out / "log.jsonl", main, {"step": step, "val": result["score"], "val_metrics": result})
         return result
 
-    init_val = None
-    if state["step"] == 0:
-        init_val = evaluate_now(0)["score"]  # the start may be the best there is (fair few-shot)
-        state["init_val"] = init_val
+    if state.step == 0:
+        # The start may be the best there is (fair few-shot).
+        state.init_val = evaluate_now(0)["score"]
+    stopped_early = _loop(
+        cfg, acc, model, ddp_model, optimizer, scheduler, data, state, best, evaluate_now,
+        progress=progress and main,
+    )  # fmt: skip
+    acc.wait_for_everyone()
+    return _finish(cfg, acc, backbone, task, data, origin, init, state, best, stopped_early)
 
-    # --- the loop ---------------------------------------------------------------------------
-    stream = _StepStream(len(items), cfg.seed)
-    micro = cfg.batch_size // cfg.grad_accum
+
+def _loop(
+    cfg, acc, model, ddp_model, optimizer, scheduler, data, state, best, evaluate_now, *, progress
+) -> bool:
+    """Steps until max_steps (or patience runs out); evaluates and checkpoints on schedule.
+    Returns whether it stopped early."""
+    out, main, max_steps = Path(cfg.out), acc.is_main_process, data.max_steps
+    order = StepOrder(len(data.items), cfg.seed)
     share_prefix = cfg.share_prefix and model.can_share_prefix
     ckpt_every = cfg.checkpoint_every or cfg.eval_every
-    bar = _progress(max_steps, state["step"], enabled=progress and main)
+    ckpt_path = out / "checkpoint.safetensors"
+    bar = _progress(max_steps, state.step, enabled=progress)
     stopped_early = False
-    while state["step"] < max_steps:
-        step = state["step"]
+    while state.step < max_steps:
+        step = state.step
         t_step = time.perf_counter()
-        global_idx = stream.batch(step, cfg.batch_size)
-        loss_sum = torch.zeros((), device=acc.device)
-        for m in range(cfg.grad_accum):
-            chunk = global_idx[m * micro : (m + 1) * micro]
-            local = chunk[acc.process_index :: acc.num_processes]
-            batch = collate(
-                [items[i] for i in local],
-                model.pad_id,
-                backbone.is_encoder_decoder,
-                share_prefix=share_prefix,
-            ).to(acc.device)
-            with acc.autocast():
-                loss = ddp_model(
-                    batch.input_ids, batch.attention_mask, batch.labels, batch.prefix_ids
-                ).mean()
-            acc.backward(loss / cfg.grad_accum)
-            loss_sum += loss.detach() / cfg.grad_accum
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state["train_seconds"] += time.perf_counter() - t_step  # optimisation only, no evaluation
-        state["step"] = step = step + 1
+        loss_sum = train_step(
+            model,
+            optimizer,
+            scheduler,
+            data.items,
+            order.batch(step, cfg.batch_size),
+            device=acc.device,
+            grad_accum=cfg.grad_accum,
+            share_prefix=share_prefix,
+            accelerator=acc,
+            forward=ddp_model,
+        ).loss
+        state.train_seconds += time.perf_counter() - t_step  # optimisation only, no evaluation
+        state.step = step = step + 1
         loss_value = float(acc.reduce(loss_sum, reduction="mean"))
         _log(
             out / "log.jsonl",
@@ -292,79 +385,87 @@ def train(
             {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0]},
         )
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.3f}", best=f"{state['best_score']:.3f}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", best=f"{state.best_score:.3f}")
         if step % cfg.eval_every == 0 or step == max_steps:
             evaluate_now(step)
-            if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
+            if cfg.patience is not None and state.bad_evals >= cfg.patience:
                 stopped_early = True
         if main and (step % ckpt_every == 0 or stopped_early or step == max_steps):
-            _save_checkpoint(ckpt_path, state, model, optimizer, scheduler, best)
+            _save_checkpoint(ckpt_path, state.as_dict(), model, optimizer, scheduler, best)
         if stopped_early:
             log.info("early stop at step %d: no improvement in %d evaluations", step, cfg.patience)
             break
     bar.close()
-    acc.wait_for_everyone()
+    return stopped_early
 
-    # --- test the best prompt and write the run ---------------------------------------------
+
+def _finish(
+    cfg, acc, backbone, task, data, origin, init, state, best, stopped_early
+) -> TrainResult:
+    """Test the best prompt and write origin, prompt, vector and metrics to the run directory."""
+    out = Path(cfg.out)
     tuned = SoftPrompt(
         best,
         backbone.name,
         name=task.name,
         origin_id=origin.id,
         tasks=(task.name,),
-        record={"best_step": state["best_step"], "steps": state["step"], "config": asdict(cfg)},
+        record={"best_step": state.best_step, "steps": state.step, "config": asdict(cfg)},
     )
     vector = TaskPromptVector.from_prompts(tuned, origin)
-    metrics: dict[str, Any] = {
-        "task": task.name,
-        "model": backbone.name,
-        "origin_id": origin.id,
-        "origin_seed": cfg.origin_seed,
-        "init": init.name,
-        "num_tokens": origin.num_tokens,
-        "train_size": len(items),
-        "steps": state["step"],
-        "max_steps": max_steps,
-        "best_step": state["best_step"],
-        "stopped_early": stopped_early,
-        "best_val": state["best_score"],
-        "init_val": state.get("init_val"),
-        "evals": state["evals"],
-        "processes": acc.num_processes,
-        "train_seconds": state["train_seconds"],
-        "eval_seconds": state.get("eval_seconds", 0.0),
-        "vector_norm": vector.norm(),
-        "origin_norm": origin.norm(),
-        "vector_to_origin_norm": vector.norm() / max(origin.norm(), 1e-12),
-    }
-    if state["train_seconds"] > 0 and state["step"]:
-        metrics["steps_per_s"] = state["step"] / state["train_seconds"]
-        metrics["examples_per_s"] = state["step"] * cfg.batch_size / state["train_seconds"]
-    if test_rows:
+    result = TrainResult(
+        task=task.name,
+        model=backbone.name,
+        origin_id=origin.id,
+        origin_seed=cfg.origin_seed,
+        init=init.name,
+        num_tokens=origin.num_tokens,
+        train_size=len(data.items),
+        steps=state.step,
+        max_steps=data.max_steps,
+        best_step=state.best_step,
+        stopped_early=stopped_early,
+        best_val=state.best_score,
+        init_val=state.init_val,
+        evals=state.evals,
+        processes=acc.num_processes,
+        train_seconds=state.train_seconds,
+        eval_seconds=state.eval_seconds or 0.0,
+        vector_norm=vector.norm(),
+        origin_norm=origin.norm(),
+        vector_to_origin_norm=vector.norm() / max(origin.norm(), 1e-12),
+        origin=origin,
+        prompt=tuned,
+        vector=vector,
+    )
+    if state.train_seconds > 0 and state.step:
+        result.steps_per_s = state.step / state.train_seconds
+        result.examples_per_s = state.step * cfg.batch_size / state.train_seconds
+    if data.test_rows:
         test = Evaluator(
             backbone,
             task,
-            test_rows,
+            data.test_rows,
             scorer=cfg.scorer,
             batch_size=cfg.eval_batch_size,
-            encoder=encoder,
+            encoder=data.encoder,
         )
-        metrics["test"] = test(tuned, model=None)
+        result.test = test(tuned, model=None)
         if cfg.test_init:
-            metrics["init_test"] = test(init)
-    if main:
+            result.init_test = test(init)
+    if acc.is_main_process:
         origin.save(out / "origin.safetensors")
         tuned.save(out / "prompt.safetensors")
         vector.save(out / "vector.safetensors")
-        write_json(out / "metrics.json", metrics)
+        write_json(out / "metrics.json", result.as_dict())
         log.info(
             "%s: best val %.4f at step %d; test %s",
             task.name,
-            state["best_score"],
-            state["best_step"],
-            metrics.get("test", {}).get("score"),
+            state.best_score,
+            state.best_step,
+            (result.test or {}).get("score"),
         )
-    return metrics
+    return result
 
 
 # --- logging and checkpoints ------------------------------------------------------------------
@@ -426,7 +527,7 @@ def _jsonable(x):
 
 def _load_checkpoint(
     path: Path, model: PromptedModel, optimizer, scheduler
-) -> tuple[dict, torch.Tensor]:
+) -> tuple[_Loop, torch.Tensor]:
     tensors, header = read_safetensors(path)
     meta = json.loads(header["tpv_checkpoint"])
     with torch.no_grad():
@@ -443,4 +544,4 @@ def _load_checkpoint(
     sched = meta["scheduler"]
     sched.pop("lr_lambdas", None)
     scheduler.load_state_dict({**scheduler.state_dict(), **sched})
-    return meta["state"], tensors["best"].clone()
+    return _Loop.from_dict(meta["state"]), tensors["best"].clone()

@@ -22,9 +22,18 @@ import torch
 
 from tpv import format as fmt
 from tpv.io import FormatError
+from tpv.options import Choice
 
 FORMAT_VERSION = fmt.FORMAT_VERSION  # kept importable from here
-ORIGIN_STRATEGIES = ("vocab", "uniform", "text")
+
+
+class OriginStrategy(Choice):
+    vocab = "vocab"  # rows of the embedding matrix of sampled vocabulary tokens (the paper)
+    uniform = "uniform"
+    text = "text"
+
+
+ORIGIN_STRATEGIES = tuple(m.value for m in OriginStrategy)
 
 
 class IncompatibleError(ValueError):

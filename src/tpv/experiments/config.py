@@ -8,15 +8,14 @@ from typing import Any
 
 import tomllib
 
-from tpv.merge import METHODS
+from tpv import merge
 
 STAGES = ("sources", "cross_origin", "similarity", "multitask", "fewshot")
 INIT_KINDS = ("random", "tpv", "spot", "suggest")
 # Multi-task methods the runner adds to tpv.merge's: per-vector weights searched on validation,
 # concatenating the tuned prompts (n * P tokens; a strong non-arithmetic baseline), and the two
 # fitted on the tasks' train examples (tpv.compose): per-token coefficients, joint tuning.
-FITTED_METHODS = ("coefficients", "joint")  # tpv.compose modes, options checked by FitConfig
-RUNNER_METHODS = ("weights", "concat", *FITTED_METHODS)
+FITTED_METHODS = merge.FITTED  # tpv.compose modes, options checked by FitConfig
 
 
 class ConfigError(ValueError):
@@ -145,10 +144,10 @@ class ExperimentConfig:
             if bad:
                 raise ConfigError(f"{where}: unknown [{table}] option(s) {bad}")
         for m in self.multitask_methods:
-            if m.get("method") not in METHODS and m.get("method") not in RUNNER_METHODS:
+            if m.get("method") not in merge.ALL_METHODS:
                 raise ConfigError(
                     f"{where}: [multitask] method {m.get('method')!r} unknown; "
-                    f"use one of {sorted(METHODS) + list(RUNNER_METHODS)}"
+                    f"use one of {list(merge.ALL_METHODS)}"
                 )
         for m in self.multitask_methods:
             if m.get("method") in FITTED_METHODS:

@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from tpv import merge
-from tpv.experiments.config import FITTED_METHODS, STAGES, ExperimentConfig
+from tpv.evaluate import task_mean
+from tpv.experiments.config import STAGES, ExperimentConfig
 from tpv.io import write_json
 from tpv.tasks.fewshot import subsample
 from tpv.vectors import Origin, SoftPrompt, TaskPromptVector, load, sum_vectors
@@ -225,13 +224,13 @@ class Runner:
         return {
             "task": task,
             "origin_seed": origin_seed,
-            "test": m["test"]["score"],
-            "init_test": m["init_test"]["score"],
-            "best_val": m["best_val"],
-            "steps": m["steps"],
-            "vector_norm": m["vector_norm"],
-            "origin_norm": m["origin_norm"],
-            "examples_per_s": m.get("examples_per_s"),
+            "test": m.test["score"],
+            "init_test": m.init_test["score"],
+            "best_val": m.best_val,
+            "steps": m.steps,
+            "vector_norm": m.vector_norm,
+            "origin_norm": m.origin_norm,
+            "examples_per_s": m.examples_per_s,
             "run_dir": str(out),
         }
 
@@ -274,16 +273,9 @@ class Runner:
             return seen[key]
 
         def mean_val(p: SoftPrompt) -> float:
-            return sum(val_per_task(p).values()) / len(tasks)
+            return task_mean(val_per_task(p))
 
-        if name == "concat":
-            # Not arithmetic: each task's own tuned prompt, one after the other (n * P tokens).
-            tuned = [v.apply(origin).tensor for v in vectors]
-            prompt = SoftPrompt(
-                torch.cat(tuned), origin.model, name=" | ".join(tasks), tasks=tuple(tasks)
-            )
-            search = merge.SearchResult(None, [])
-        elif name in FITTED_METHODS:
+        if name in merge.FITTED:
             # Fitted on a balanced mix of the tasks' train examples, best mean validation kept.
             from tpv.compose import FitConfig, fit_multitask
 
@@ -295,25 +287,10 @@ class Runner:
             )
             prompt, extra = fit.prompt, {"fit": fit.as_dict()}
             search = merge.SearchResult(None, [])
-        elif name == "weights":
-            # One weight per vector, coordinate search on the tasks' mean validation score.
-            search = merge.search_weights(
-                lambda w: mean_val(merge.weighted(vectors, w).apply(origin)),
-                len(vectors),
-                self.cfg.lambda_grid,
-                params.get("rounds", 2),
-                budget=params.get("budget"),
-            )
-            prompt = merge.weighted(vectors, search.best).apply(origin)
         else:
-
-            def prompt_for(lam: float) -> SoftPrompt:
-                return merge.combine(name, vectors, **params).apply(origin, lam)
-
-            search = merge.search_lambda(
-                lambda lam: mean_val(prompt_for(lam)), self.cfg.lambda_grid
+            prompt, search = merge.combine_searched(
+                name, vectors, origin, mean_val, self.cfg.lambda_grid, names=tasks, **params
             )
-            prompt = prompt_for(search.best)
         scores = {t: self.test_score(t, prompt)["score"] for t in tasks}
         # Kept with the row: the prompt itself (to look at again) and its validation per task
         # (what selection saw, next to test).
@@ -367,21 +344,20 @@ class Runner:
     ) -> tuple[SoftPrompt, dict]:
         """Rank every source vector on the same k shots the tuning will see (never on test or
         validation) and start from the proposed weighted combination."""
-        from tpv.evaluate import Evaluator
-        from tpv.suggest import suggest
-        from tpv.tasks.fewshot import sample_k_shot
+        from tpv.suggest import suggest_for_task
 
-        task = self.task(target)
-        rows = sample_k_shot(task.split("train"), shots, seed=seed)
-        ev = Evaluator(
+        candidates = {t: self.source_vector(t, origin_seed) for t in self.cfg.sources}
+        s = suggest_for_task(
             self.backbone,
-            task,
-            rows,
+            self.task(target),
+            candidates,
+            origin,
+            shots=shots,
+            shots_seed=seed,
+            top=top,
             scorer=self.cfg.scorer,
             max_input_tokens=self.cfg.max_input_tokens,
         )
-        candidates = {t: self.source_vector(t, origin_seed) for t in self.cfg.sources}
-        s = suggest(candidates, origin, lambda p: ev(p)["score"], top=top)
         return s.prompt(candidates, origin), {"suggestion": s.as_dict()}
 
     def _run_fewshot(self, target: str, shots: int, seed: int, init: str) -> dict:
@@ -411,10 +387,10 @@ class Runner:
         )
         m = train(cfg, backbone=self.backbone, task=self.task(target), resume=True, progress=False)
         return row | {
-            "test": m["test"]["score"],
-            "best_step": m["best_step"],
-            "init_val": m["init_val"],
-            "best_val": m["best_val"],
+            "test": m.test["score"],
+            "best_step": m.best_step,
+            "init_val": m.init_val,
+            "best_val": m.best_val,
             "run_dir": str(run_dir),
         }
 
