@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tpv.cli.tasks import app
 from tpv.tasks import (
     OFFLINE_SOURCES,
     OFFLINE_TARGETS,
@@ -27,7 +28,6 @@ from tpv.tasks import (
     list_tasks,
     offline,
 )
-from tpv.tasks.cli import app
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import datasets
 import pytest
 from typer.testing import CliRunner
 
+from tpv.cli.tasks import app
 from tpv.tasks import TaskError, get_task, load_user_task
-from tpv.tasks.cli import app
 
 FIX = Path(__file__).parent / "fixtures" / "user"
 

@@ -52,6 +52,13 @@ def check_model(prompt, backbone: Backbone) -> None:
         )
 
 
+def trained_max_input_tokens(prompt, default: int = 256) -> int:
+    """The input length a prompt was tuned with (its record's config), else `default`: a prompt
+    is scored on inputs cut the way it saw them."""
+    record = getattr(prompt, "record", None) or {}
+    return int((record.get("config") or {}).get("max_input_tokens") or default)
+
+
 def task_mean(scores: Mapping[str, float] | Sequence[float]) -> float:
     """The mean score over tasks: what multi-task selection maximises."""
     values = list(scores.values() if isinstance(scores, Mapping) else scores)

@@ -458,6 +458,26 @@ def concat(
     return SoftPrompt(torch.cat(tuned), origin.model, name=" | ".join(names), tasks=tuple(names))
 
 
+def combine_prompt(
+    method: str,
+    vectors: Sequence[TaskPromptVector],
+    origin: Origin,
+    coef: float = 1.0,
+    *,
+    names: Sequence[str] | None = None,
+    **params: Any,
+) -> SoftPrompt:
+    """The prompt of a registered method at a given coefficient (no search)."""
+    if method == "concat":
+        return concat(vectors, origin, names)
+    if method in SEARCHED or method in FITTED:
+        raise ValueError(
+            f"method {method!r} chooses its coefficients on a score: search it "
+            "(combine_searched, tpv combine --search), or use 'weighted' with weights=[...]"
+        )
+    return combine(method, vectors, **params).apply(origin, coef)
+
+
 def combine_searched(
     method: str,
     vectors: Sequence[TaskPromptVector],

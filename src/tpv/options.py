@@ -144,19 +144,21 @@ def cli_values(cls: type, given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def with_config(cls: type, *, skip: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+def with_config(
+    cls: type, *, skip: tuple[str, ...] = (), into: str = "config_values"
+) -> Callable[[Callable], Callable]:
     """Decorate a typer command: the fields of `cls` become its options, and the command gets
-    them as `config_values` (field name -> value), ready for `cls(**config_values, ...)`."""
+    them as `into` (field name -> value), ready for `cls(**config_values, ...)`."""
 
     def decorate(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
-        own = [p for p in sig.parameters.values() if p.name != "config_values"]
+        own = [p for p in sig.parameters.values() if p.name != into]
         extra = cli_parameters(cls, skip=tuple(p.name for p in own) + skip)
         names = {p.name for p in extra}
 
         def command(**kwargs: Any) -> Any:
             given = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-            return fn(config_values=cli_values(cls, given), **kwargs)
+            return fn(**{into: cli_values(cls, given)}, **kwargs)
 
         command.__name__, command.__doc__ = fn.__name__, fn.__doc__
         hints = typing.get_type_hints(fn, include_extras=True)

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import SPLITS, STYLES, TaskError, get_task, task_entries
-from .base import class_counts
+from tpv.tasks import SPLITS, STYLES, TaskError, get_task, task_entries
+from tpv.tasks.base import class_counts
 
 app = typer.Typer(
     help="Tasks: the paper's datasets, the offline suite and your own data files.\n\n"

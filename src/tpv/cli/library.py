@@ -22,7 +22,11 @@ console = Console()
 
 LibraryOpt = Annotated[
     Path | None,  # noqa: UP045
-    typer.Option("--library", help="Library directory (default: $TPV_LIBRARY or ~/.cache/tpv)."),
+    typer.Option(
+        "--library",
+        help="Library directory (default: $TPV_LIBRARY, else library/ under $TPV_HOME, "
+        "$XDG_CACHE_HOME/tpv or ~/.cache/tpv).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -257,16 +261,6 @@ def peft_export(
         )
 
 
-def _origin_spec(origin: str) -> str:
-    """A file or a library name becomes a path; seeds and peft[:SEED] pass through."""
-    from tpv.library import resolve
-
-    head = origin.split(":", 1)[0]
-    if origin.isdigit() or head in ("peft", "vocab", "uniform", "text"):
-        return origin
-    return str(resolve(origin))
-
-
 @peft_app.command("import")
 def peft_import(
     adapter: Annotated[Path, typer.Argument(help="A PEFT prompt-tuning adapter directory.")],
@@ -297,16 +291,18 @@ def peft_import(
     Example: tpv peft import adapters/sst2 --origin runs/sst2/origin.safetensors --out sst2/
     """
     from tpv.peft_io import import_peft, read_peft
+    from tpv.resolve import origin_spec
+    from tpv.vectors import Origin
 
-    spec = _origin_spec(origin)
+    spec = origin_spec(origin)
     backbone = None
-    if not Path(spec).exists():  # a seed or PEFT init: rebuilt from the model's embeddings
+    if not isinstance(spec, Origin):  # a seed or PEFT init: rebuilt from the model's embeddings
         from tpv.backbone import Backbone
 
         backbone = Backbone.load(model or read_peft(adapter).base_model)
     vector = import_peft(
         adapter,
-        spec,
+        spec if isinstance(spec, Origin) else origin,
         backbone=backbone,
         name=name,
         tasks=tuple(task or ()),

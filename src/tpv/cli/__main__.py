@@ -1,0 +1,5 @@
+"""`python -m tpv.cli ...` (e.g. under `accelerate launch`)."""
+
+from tpv.cli import main
+
+main()
