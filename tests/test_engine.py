@@ -285,3 +285,16 @@ def test_shared_prefix_gives_the_same_loss_gradient_and_scores():
         a = model.score_labels(collate(items, 0, False, False, share_prefix=True), labels)
         b = model.score_labels(collate(items, 0, False, False), labels)
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_a_prompt_for_another_model_is_refused_by_the_evaluator():
+    from tpv.vectors import IncompatibleError
+
+    backbone, task = tiny_llama(), keyword_task(n_val=4)
+    ev = Evaluator(backbone, task, task.split("validation"))
+    foreign = tiny_llama(seed=1).make_origin(4, 0).as_prompt()
+    with pytest.raises(
+        IncompatibleError, match="made for model 'tiny-llama-1', not 'tiny-llama-0'"
+    ):
+        ev(foreign)
+    assert 0 <= ev(backbone.make_origin(4, 0))["score"] <= 1  # its own model's: scored

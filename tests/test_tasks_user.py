@@ -253,3 +253,21 @@ def test_cli_show_error_exit_code(tmp_path):
     result = CliRunner().invoke(app, ["show", str(path)])
     assert result.exit_code == 1
     assert "only one class" in result.output
+
+
+def test_split_files_and_metric_from_the_command_line(tmp_path):
+    """The task-file options every --task command shares: separate split files, --metric."""
+
+    def write(name: str, n: int) -> Path:
+        rows = "".join(f"w{i} sunny,yes\nw{i} rainy,no\n" for i in range(n))
+        (tmp_path / name).write_text("review,stars\n" + rows)
+        return tmp_path / name
+
+    train, val, test = write("train.csv", 10), write("val.csv", 3), write("test.csv", 4)
+    args = ["show", str(train), "--text-column", "review", "--label-column", "stars"]
+    args += ["--validation-file", str(val), "--test-file", str(test), "--metric", "accuracy"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["sizes"] == {"train": 20, "validation": 6, "test": 8}  # nothing carved
+    assert info["metric"] == "accuracy"

@@ -69,10 +69,6 @@ class Backbone:
         return self.model.get_input_embeddings().weight.device
 
     @property
-    def dtype(self) -> torch.dtype:
-        return self.model.get_input_embeddings().weight.dtype
-
-    @property
     def style(self) -> str:
         """How tasks are written for this model: the paper's T5 form or instruction form."""
         return "t5" if self.is_encoder_decoder else "instruction"

@@ -149,6 +149,66 @@ def mixed_items(
     return items
 
 
+class _Fit:
+    """What one fit optimises: per-vector weights (coefficients) or the prompt itself (joint),
+    the model the prompt sits in, and the optimiser and schedule."""
+
+    def __init__(self, backbone, origin, vectors, names, cfg: FitConfig):
+        self.backbone, self.origin, self.vectors, self.names, self.cfg = (
+            backbone, origin, vectors, names, cfg,
+        )  # fmt: skip
+        device = backbone.device
+        self.taus = torch.stack([v.tensor.to(torch.float64) for v in vectors]).to(device)
+        self.base = origin.tensor.to(torch.float64).to(device)  # taus: (n, P, D)
+        n, P, _ = self.taus.shape
+        self.weights = None
+        if cfg.mode == "coefficients":
+            shape = (n, P, 1) if cfg.granularity == "token" else (n, 1, 1)
+            self.weights = torch.full(shape, float(cfg.coef), dtype=torch.float64, device=device)
+            self.weights.requires_grad_(True)
+            start = self.base + (self.weights.detach() * self.taus).sum(0)
+        else:
+            start = self.base + cfg.coef * self.taus.sum(0) if cfg.init == "sum" else self.base
+        self.model = PromptedModel(backbone, start.float())
+        params = [self.weights] if self.weights is not None else [self.model.prompt]
+        self.optimizer = torch.optim.AdamW(
+            params, lr=cfg.resolved_lr, weight_decay=cfg.weight_decay, foreach=True
+        )
+        warmup = round(cfg.warmup_ratio * cfg.steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, cfg.steps, warmup, "linear")
+        )
+
+    def sync_prompt(self) -> None:
+        """Coefficients: the model's prompt is origin + sum_i w_i * tau_i of the current w."""
+        if self.weights is not None:
+            with torch.no_grad():
+                self.model.prompt.copy_((self.base + (self.weights * self.taus).sum(0)).float())
+
+    def weights_grad(self) -> None:
+        """The prompt's gradient, moved onto the weights (see weight_grad)."""
+        self.weights.grad = weight_grad(self.model.prompt.grad, self.taus, self.cfg.granularity)
+        self.model.prompt.grad = None
+
+    def current(self) -> tuple[SoftPrompt, list[list[float]] | None]:
+        cfg, origin, names = self.cfg, self.origin, self.names
+        if self.weights is not None:
+            n, P, _ = self.taus.shape
+            w = self.weights.detach().expand(n, P, 1).squeeze(-1).cpu().tolist()
+            p = merge.token_weighted(self.vectors, w).apply(origin)
+            # The weights travel with the prompt file, so it can be rebuilt from its vectors.
+            record = p.record | {"method": "coefficients", "weights": w, "config": asdict(cfg)}
+            return replace(p, record=record), w
+        return SoftPrompt(
+            self.model.prompt.detach().float().cpu(),
+            self.backbone.name,
+            name=f"joint({', '.join(names)})",
+            origin_id=origin.id,
+            tasks=tuple(names),
+            record={"method": "joint", "init": cfg.init, "config": asdict(cfg)},
+        ), None
+
+
 def fit_multitask(
     backbone: Backbone,
     origin: Origin,
@@ -164,77 +224,30 @@ def fit_multitask(
         raise ValueError(f"fit: got {len(vectors)} vector(s) for {len(tasks)} task(s)")
     names = [t.name for t in tasks]
     items = mixed_items(backbone, tasks, cfg.examples_per_task, cfg.max_input_tokens, cfg.seed)
-    device = backbone.device
-    taus = torch.stack([v.tensor.to(torch.float64) for v in vectors]).to(device)  # (n, P, D)
-    base = origin.tensor.to(torch.float64).to(device)
-    n, P, _ = taus.shape
-
-    weights = None
-    if cfg.mode == "coefficients":
-        shape = (n, P, 1) if cfg.granularity == "token" else (n, 1, 1)
-        weights = torch.full(shape, float(cfg.coef), dtype=torch.float64, device=device)
-        weights.requires_grad_(True)
-        start = base + (weights.detach() * taus).sum(0)
-        params = [weights]
-    else:
-        start = base + cfg.coef * taus.sum(0) if cfg.init == "sum" else base
-    model = PromptedModel(backbone, start.float())
-    if cfg.mode == "joint":
-        params = [model.prompt]
-    optimizer = torch.optim.AdamW(
-        params, lr=cfg.resolved_lr, weight_decay=cfg.weight_decay, foreach=True
-    )
-    warmup = round(cfg.warmup_ratio * cfg.steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, cfg.steps, warmup, "linear")
-    )
-
-    def current() -> tuple[SoftPrompt, list[list[float]] | None]:
-        if weights is not None:
-            w = weights.detach().expand(n, P, 1).squeeze(-1).cpu().tolist()
-            p = merge.token_weighted(vectors, w).apply(origin)
-            # The weights travel with the prompt file, so it can be rebuilt from its vectors.
-            record = p.record | {"method": "coefficients", "weights": w, "config": asdict(cfg)}
-            return replace(p, record=record), w
-        return SoftPrompt(
-            model.prompt.detach().float().cpu(),
-            backbone.name,
-            name=f"joint({', '.join(names)})",
-            origin_id=origin.id,
-            tasks=tuple(names),
-            record={"method": "joint", "init": cfg.init, "config": asdict(cfg)},
-        ), None
-
-    best, best_weights = current()
+    fit = _Fit(backbone, origin, vectors, names, cfg)
+    best, best_weights = fit.current()
     init_val = best_val = float(val_score(best))
     best_step, evals = 0, [{"step": 0, "val": init_val}]
     log.info("fit %s (%s): step 0 mean val %.4f", cfg.mode, "+".join(names), init_val)
     order = StepOrder(len(items), cfg.seed)
-    share = cfg.share_prefix and model.can_share_prefix
-
-    def weights_grad() -> None:  # the prompt's gradient, moved onto the weights
-        weights.grad = weight_grad(model.prompt.grad, taus, cfg.granularity)
-        model.prompt.grad = None
-
+    share = cfg.share_prefix and fit.model.can_share_prefix
     seconds = 0.0
     for step in range(1, cfg.steps + 1):
         t0 = time.perf_counter()
-        if weights is not None:
-            with torch.no_grad():
-                model.prompt.copy_((base + (weights * taus).sum(0)).float())
+        fit.sync_prompt()
         loss = train_step(
-            model,
-            optimizer,
-            scheduler,
+            fit.model,
+            fit.optimizer,
+            fit.scheduler,
             items,
             order.batch(step - 1, cfg.batch_size),
-            device=device,
+            device=backbone.device,
             share_prefix=share,
-            on_grads=weights_grad if weights is not None else None,
+            on_grads=fit.weights_grad if fit.weights is not None else None,
         ).loss
         seconds += time.perf_counter() - t0
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            candidate, w = current()
+            candidate, w = fit.current()
             score = float(val_score(candidate))
             evals.append({"step": step, "val": score, "loss": float(loss.detach())})
             log.info(

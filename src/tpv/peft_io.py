@@ -245,6 +245,37 @@ def export_peft(
     """
     p = _as_prompt(prompt, origin, coef)
     out = Path(out)
+    config, peft_task = _export_config(p, backbone, base_model, task_type)
+    seq2seq = peft_task == "SEQ_2_SEQ_LM"
+    subs = num_transformer_submodules if seq2seq else 1
+    if subs not in (1, 2):
+        raise ValueError(f"num_transformer_submodules must be 1 or 2, got {subs}")
+    adapter_config = _adapter_config(p, config, base_model, peft_task, subs)
+    with contextlib.suppress(Exception):
+        from importlib.metadata import version
+
+        adapter_config["peft_version"] = version("peft")
+    rows = p.tensor if subs == 1 else torch.cat([p.tensor, p.tensor], dim=0)
+    readme = _model_card(p, adapter_config)
+
+    def build(tmp: Path) -> None:
+        write_json(tmp / CONFIG_FILE, adapter_config)
+        write_safetensors(
+            tmp / WEIGHTS_FILE,
+            {WEIGHTS_KEY: rows.float()},
+            {"format": "pt", "tpv": json.dumps(p.metadata())},
+        )
+        (tmp / "README.md").write_text(readme, encoding="utf-8")
+
+    _write_dir_atomically(out, build, overwrite)
+    log.info("exported %s to PEFT adapter %s (%s, %d x %d)", p.name, out, peft_task, *rows.shape)
+    return out
+
+
+def _export_config(
+    p: SoftPrompt, backbone, base_model: str | None, task_type: str | None
+) -> tuple[dict[str, Any] | None, str]:
+    """The model's config (from the backbone, or found offline) and PEFT's task type."""
     config: dict[str, Any] | None = None
     if backbone is not None:
         if backbone.name != p.model:
@@ -274,10 +305,13 @@ def export_peft(
             f"cannot tell whether model {p.model!r} is causal or seq2seq without loading it: "
             "pass backbone=, or task_type='causal'/'seq2seq' (CLI: --task-type)"
         )
-    seq2seq = peft_task == "SEQ_2_SEQ_LM"
-    subs = num_transformer_submodules if seq2seq else 1
-    if subs not in (1, 2):
-        raise ValueError(f"num_transformer_submodules must be 1 or 2, got {subs}")
+    return config, peft_task
+
+
+def _adapter_config(
+    p: SoftPrompt, config: dict[str, Any] | None, base_model: str | None, peft_task: str, subs: int
+) -> dict[str, Any]:
+    """adapter_config.json as PEFT writes it for prompt tuning."""
     if config is not None:
         cfg_dim = _first(config, "hidden_size", "d_model", "n_embd")
         if cfg_dim is not None and cfg_dim != p.hidden_size:
@@ -286,8 +320,7 @@ def export_peft(
                 f"{cfg_dim}"
             )
     config = config or {}
-
-    adapter_config = {
+    return {
         "auto_mapping": None,
         "base_model_name_or_path": base_model or p.model,
         "inference_mode": True,
@@ -306,25 +339,6 @@ def export_peft(
         "tokenizer_kwargs": None,
         "tokenizer_name_or_path": None,
     }
-    with contextlib.suppress(Exception):
-        from importlib.metadata import version
-
-        adapter_config["peft_version"] = version("peft")
-    rows = p.tensor if subs == 1 else torch.cat([p.tensor, p.tensor], dim=0)
-    readme = _model_card(p, adapter_config)
-
-    def build(tmp: Path) -> None:
-        write_json(tmp / CONFIG_FILE, adapter_config)
-        write_safetensors(
-            tmp / WEIGHTS_FILE,
-            {WEIGHTS_KEY: rows.float()},
-            {"format": "pt", "tpv": json.dumps(p.metadata())},
-        )
-        (tmp / "README.md").write_text(readme, encoding="utf-8")
-
-    _write_dir_atomically(out, build, overwrite)
-    log.info("exported %s to PEFT adapter %s (%s, %d x %d)", p.name, out, peft_task, *rows.shape)
-    return out
 
 
 def _model_card(p: SoftPrompt, cfg: dict[str, Any]) -> str:

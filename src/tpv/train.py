@@ -244,6 +244,17 @@ class _Data:
     test_rows: list
     max_steps: int
 
+    def evaluator(self, backbone: Backbone, task: Task, rows: list, cfg: TrainConfig) -> Evaluator:
+        """Scores on `rows`, tokenised by the training encoder (same cut, same template)."""
+        return Evaluator(
+            backbone,
+            task,
+            rows,
+            scorer=cfg.scorer,
+            batch_size=cfg.eval_batch_size,
+            encoder=self.encoder,
+        )
+
 
 def _data(cfg: TrainConfig, backbone: Backbone, task: Task) -> _Data:
     """Encoded train examples, capped validation and test rows, and the resolved step count."""
@@ -301,14 +312,7 @@ def train(
 
         task = get_task(cfg.task, **cfg.task_options)
     data = _data(cfg, backbone, task)
-    val = Evaluator(
-        backbone,
-        task,
-        data.val_rows,
-        scorer=cfg.scorer,
-        batch_size=cfg.eval_batch_size,
-        encoder=data.encoder,
-    )
+    val = data.evaluator(backbone, task, data.val_rows, cfg)
     origin, init = initial_prompt(cfg, backbone)
     model = PromptedModel(backbone, init.tensor)
     optimizer, scheduler = _optimiser(cfg, model, data.max_steps)
@@ -442,14 +446,7 @@ def _finish(
         result.steps_per_s = state.step / state.train_seconds
         result.examples_per_s = state.step * cfg.batch_size / state.train_seconds
     if data.test_rows:
-        test = Evaluator(
-            backbone,
-            task,
-            data.test_rows,
-            scorer=cfg.scorer,
-            batch_size=cfg.eval_batch_size,
-            encoder=data.encoder,
-        )
+        test = data.evaluator(backbone, task, data.test_rows, cfg)
         result.test = test(tuned, model=None)
         if cfg.test_init:
             result.init_test = test(init)

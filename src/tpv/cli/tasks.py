@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tpv.cli.common import TaskFileOptions, task_options
+from tpv.options import with_config
 from tpv.tasks import SPLITS, STYLES, TaskError, get_task, task_entries
 from tpv.tasks.base import class_counts
 
@@ -63,8 +65,8 @@ def list_command(
     console.print(table)
 
 
-def _show_data(name: str, split: str, index: int) -> dict[str, Any]:
-    task = get_task(name)
+def _show_data(name: str, split: str, index: int, options: dict | None = None) -> dict[str, Any]:
+    task = get_task(name, **(options or {}))
     info = task.describe()
     sizes, counts = {}, {}
     for s in SPLITS:
@@ -89,11 +91,14 @@ def _show_data(name: str, split: str, index: int) -> dict[str, Any]:
 
 
 @app.command("show")
+@with_config(TaskFileOptions, into="task_values")
 def show_command(
     name: str = typer.Argument(..., help="A task name from `tpv tasks list`, or a data file."),
     split: str = typer.Option("train", help="Split to take the example from."),
     index: int = typer.Option(0, help="Which example of that split to render."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    *,
+    task_values: dict[str, Any],
 ) -> None:
     """Show a task: fields, label words, split sizes and class counts, one rendered example.
 
@@ -102,7 +107,7 @@ def show_command(
     Example: tpv tasks show rotten_tomatoes --split test --index 3
     """
     try:
-        info = _show_data(name, split, index)
+        info = _show_data(name, split, index, task_options(task_values))
     except TaskError as e:
         console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         raise typer.Exit(1) from e

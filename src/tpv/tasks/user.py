@@ -249,7 +249,33 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return conf
 
 
+def _carve_splits(
+    examples: dict[str, list[Example]],
+    files: dict[str, str],
+    conf: Mapping[str, Any],
+    words: tuple[str, ...],
+    seed: int,
+) -> None:
+    """Carve missing splits out of train, stratified and seeded (test first, then validation)."""
+    for offset, split in enumerate(("test", "validation")):
+        if split in examples:
+            continue
+        train = examples["train"]
+        n = _size(conf.get(f"{split}_size", 0.1), len(train), f"{split}_size")
+        if f"{split}_size" not in conf:  # default size: room for one row of every class
+            n = max(n, len(words))
+        if n >= len(train):
+            raise TaskError(f"{files['train']}: {len(train)} rows are too few to carve a "
+                            f"{split} split of {n} and keep training rows")  # fmt: skip
+        part, rest = stratified_split([e.label for e in train], n, seed + offset)
+        examples[split] = [train[i] for i in part]
+        examples["train"] = [train[i] for i in rest]
+        files[split] = f"{files['train']} (carved, seed {seed + offset})"
+
+
 # --- the public entry ------------------------------------------------------------------------
+# Over 80 lines, on purpose: one pass from a file to a Task that reads in the order a user's
+# data is checked (options, rows, columns, label words, splits, metric, template).
 def load_user_task(path: str | Path, **options: Any) -> Task:
     """Build a Task from a data file, a saved dataset folder, or a TOML task file.
 
@@ -306,21 +332,7 @@ def load_user_task(path: str | Path, **options: Any) -> Task:
     }
     files = {split: file for split, (file, _) in raw.items()}
 
-    # Carve missing splits out of train, stratified and seeded (test first, then validation).
-    for offset, split in enumerate(("test", "validation")):
-        if split in examples:
-            continue
-        train = examples["train"]
-        n = _size(conf.get(f"{split}_size", 0.1), len(train), f"{split}_size")
-        if f"{split}_size" not in conf:  # default size: room for one row of every class
-            n = max(n, len(words))
-        if n >= len(train):
-            raise TaskError(f"{files['train']}: {len(train)} rows are too few to carve a "
-                            f"{split} split of {n} and keep training rows")  # fmt: skip
-        part, rest = stratified_split([e.label for e in train], n, seed + offset)
-        examples[split] = [train[i] for i in part]
-        examples["train"] = [train[i] for i in rest]
-        files[split] = f"{files['train']} (carved, seed {seed + offset})"
+    _carve_splits(examples, files, conf, words, seed)
 
     for split in SPLITS:
         present = sorted({e.label for e in examples[split]})
