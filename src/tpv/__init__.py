@@ -9,6 +9,8 @@ The public API (see docs/architecture.md); names load on first use, so `import t
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -67,6 +69,22 @@ __all__ = [
     "get_task",
     "Library",
 ]
+
+
+# Functions named like the module that defines them (tpv.train.train, ...): importing the module
+# would set the package attribute to the module; the package keeps the function instead (the
+# module stays importable: `from tpv.train import ...`, importlib.import_module("tpv.train")).
+_SHADOWED = {"train", "evaluate", "suggest"}
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

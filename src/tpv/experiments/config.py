@@ -9,6 +9,7 @@ from typing import Any
 import tomllib
 
 from tpv import merge
+from tpv.options import ALIASES
 
 STAGES = ("sources", "cross_origin", "similarity", "multitask", "fewshot")
 INIT_KINDS = ("random", "tpv", "spot", "suggest")
@@ -140,7 +141,7 @@ class ExperimentConfig:
 
         where = self.source
         for table, opts in (("train", self.train), ("fewshot.train", self.fewshot_train)):
-            bad = sorted(set(opts) - {f.name for f in fields(TrainConfig)})
+            bad = sorted(set(opts) - {f.name for f in fields(TrainConfig)} - set(ALIASES))
             if bad:
                 raise ConfigError(f"{where}: unknown [{table}] option(s) {bad}")
         for m in self.multitask_methods:

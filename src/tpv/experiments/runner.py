@@ -211,7 +211,7 @@ class Runner:
             "scorer": self.cfg.scorer,
             "model": self.cfg.model,
         }
-        return TrainConfig(**(base | overrides | kw))
+        return TrainConfig.from_dict(base | overrides | kw)
 
     def _run_sources(self, task: str, origin_seed: int) -> dict:
         from tpv.train import train
