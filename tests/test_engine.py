@@ -217,7 +217,11 @@ def test_init_from_vectors_and_prompt(tmp_path):
 
 
 def test_init_by_library_name(tmp_path, monkeypatch):
+    """Names are resolved by the caller (the CLI, or tpv.resolve.resolve_path in Python):
+    train() itself takes paths and never reaches up into the library."""
+    from tpv.io import FormatError
     from tpv.library import Library
+    from tpv.resolve import resolve_path
 
     monkeypatch.setenv("TPV_LIBRARY", str(tmp_path / "lib"))
     backbone, task = tiny_llama(), keyword_task(n_train=32)
@@ -229,19 +233,16 @@ def test_init_by_library_name(tmp_path, monkeypatch):
     )
     Library().add(tmp_path / "src" / "run" / "vector.safetensors", name="kw-vec")
     m = train(
-        _cfg(tmp_path / "tgt", max_steps=0, init=["kw-vec"]),
+        _cfg(tmp_path / "tgt", max_steps=0, init=[str(resolve_path("kw-vec"))]),
         backbone=backbone,
         task=task,
         progress=False,
     )
     assert m.init == "keyword"
     with pytest.raises(FileNotFoundError, match="no-such-vector"):
-        train(
-            _cfg(tmp_path / "bad", init=["no-such-vector"]),
-            backbone=backbone,
-            task=task,
-            progress=False,
-        )
+        resolve_path("no-such-vector")
+    with pytest.raises(FormatError, match="kw-vec: no such file"):
+        train(_cfg(tmp_path / "bad", init=["kw-vec"]), backbone=backbone, task=task)
 
 
 def test_cached_label_scoring_matches_full_rows():
