@@ -96,10 +96,12 @@ class Evaluator:
         self.seq2seq = backbone.is_encoder_decoder
 
     def __call__(self, prompt, model: PromptedModel | None = None) -> dict:
-        """Metrics of `prompt` (SoftPrompt, Origin or tensor), or of `model`'s current prompt."""
+        """Metrics of `prompt` (SoftPrompt, Origin, tensor, or a per-input prompt module such
+        as an ATTEMPT mixture), or of `model`'s current prompt."""
         if model is None:
             check_model(prompt, self.backbone)
-            model = PromptedModel(self.backbone, prompt_tensor(prompt))
+            per_input = isinstance(prompt, torch.nn.Module)
+            model = PromptedModel(self.backbone, prompt if per_input else prompt_tensor(prompt))
         start = time.perf_counter()
         n = len(self.items)
         pred = [metrics.INVALID] * n

@@ -30,6 +30,13 @@ def file_in_dir(path: str | Path, prefer: str | None = None) -> Path:
         return path
     if prefer is not None and (path / f"{prefer}.safetensors").is_file():
         return path / f"{prefer}.safetensors"
+    if (path / "attempt.safetensors").is_file() and prefer != "origin":
+        # An ATTEMPT run holds an origin but no single prompt: never stand for the origin.
+        raise FormatError(
+            path,
+            "an ATTEMPT run: its result is attempt.safetensors (one prompt per input), not a "
+            "single prompt (tpv eval --prompt takes it; see docs/attempt.md)",
+        )
     found = [path / f"{k}.safetensors" for k in KINDS if (path / f"{k}.safetensors").exists()]
     if len(found) != 1:
         names = [k + ".safetensors" for k in KINDS]
@@ -56,6 +63,12 @@ def read(path: str | Path) -> tuple[Path, torch.Tensor, dict[str, Any]]:
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise FormatError(path, f"metadata lacks field(s) {missing}")
+    if meta["kind"] == "attempt":
+        raise FormatError(
+            path,
+            "holds an ATTEMPT mixture (one prompt per input), not a single prompt: "
+            "evaluate it with `tpv eval --prompt` or load it with tpv.attempt.load_attempt",
+        )
     if meta["kind"] not in KINDS:
         raise FormatError(path, f"unknown kind {meta['kind']!r}; expected one of {list(KINDS)}")
     version = meta["format_version"]

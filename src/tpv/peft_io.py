@@ -196,12 +196,26 @@ def _first(config: dict[str, Any], *keys: str) -> int | None:
     return None
 
 
+def _refuse_attempt(path: Path) -> None:
+    """An ATTEMPT result is a different prompt for every input; a PEFT prompt-tuning adapter
+    holds one fixed prompt, so there is nothing faithful to export (docs/attempt.md)."""
+    from tpv.attempt import is_attempt
+
+    if is_attempt(path):
+        raise ValueError(
+            f"{path}: an ATTEMPT mixture makes one prompt per input (attention over source "
+            "prompts); a PEFT prompt-tuning adapter holds one fixed prompt, so it cannot be "
+            "exported. Evaluate it with `tpv eval --prompt` (see docs/attempt.md)"
+        )
+
+
 def _as_prompt(
     obj: SoftPrompt | TaskPromptVector | Origin | str | Path,
     origin: Origin | str | Path | None,
     coef: float,
 ) -> SoftPrompt:
     if isinstance(obj, (str, Path)):
+        _refuse_attempt(Path(obj))
         # A run directory holds origin, prompt and vector: the prompt is what to export.
         obj = load(file_in_dir(obj, prefer="prompt"))
     if isinstance(obj, TaskPromptVector):

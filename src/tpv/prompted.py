@@ -18,13 +18,22 @@ from tpv.data import IGNORE, Batch
 
 
 class PromptedModel(nn.Module):
-    def __init__(self, backbone: Backbone, prompt: torch.Tensor):
+    """`prompt` is a (P, hidden) tensor (one trainable prompt for every input), or a prompt
+    module that makes one prompt per input from its token embeddings (`tpv.attempt`): called
+    as module(input_embeds (B, T, d), pool_mask (B, T)) -> (B, P, d)."""
+
+    def __init__(self, backbone: Backbone, prompt: torch.Tensor | nn.Module):
         super().__init__()
         self.model = backbone.model  # frozen; a submodule so Accelerate moves it with the prompt
         self.seq2seq = backbone.is_encoder_decoder
         self.pad_id = int(backbone.tokenizer.pad_token_id)
-        # The prompt stays float32 even when the model runs in bf16: small updates survive.
-        self.prompt = nn.Parameter(prompt.detach().clone().float().to(backbone.device))
+        self.prompt_module: nn.Module | None = None
+        if isinstance(prompt, nn.Module):
+            self.prompt_module = prompt.to(backbone.device)
+            self.prompt = prompt.target  # the same Parameter: its device, its P x hidden shape
+        else:
+            # The prompt stays float32 even when the model runs in bf16: small updates survive.
+            self.prompt = nn.Parameter(prompt.detach().clone().float().to(backbone.device))
         params = inspect.signature(self.model.forward).parameters
         self._keep_logits = "logits_to_keep" in params
         # transformers 5 names the KV cache argument `cache` (4.x: `past_key_values`).
@@ -34,12 +43,41 @@ class PromptedModel(nn.Module):
     def num_tokens(self) -> int:
         return int(self.prompt.shape[0])
 
+    # --- what trains ------------------------------------------------------------------------
+    def param_groups(self, lr: float, module_lr: float | None = None) -> list[dict]:
+        """Optimiser parameter groups: the prompt, or the prompt module's own groups."""
+        if self.prompt_module is not None:
+            return self.prompt_module.param_groups(lr, module_lr)
+        return [{"params": [self.prompt], "lr": lr}]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Every trained tensor by name ("prompt" for a plain prompt)."""
+        if self.prompt_module is not None:
+            return self.prompt_module.trainable_state()
+        return {"prompt": self.prompt}
+
+    @torch.no_grad()
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        for name, param in self.trainable_state().items():
+            param.copy_(state[name].to(param.device, param.dtype))
+
     # --- inputs -----------------------------------------------------------------------------
-    def _inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """[prompt][tokens] embeddings, the mask, and position ids that skip left padding."""
+    def _inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pool_mask: torch.Tensor | None = None,
+    ):
+        """[prompt][tokens] embeddings, the mask, and position ids that skip left padding.
+        A prompt module sees the input tokens `pool_mask` marks (default: the attention mask;
+        training rows of a decoder leave out the answer)."""
         emb = self.model.get_input_embeddings()(input_ids)
         B = input_ids.shape[0]
-        prompt = self.prompt.to(emb.dtype).unsqueeze(0).expand(B, -1, -1)
+        if self.prompt_module is not None:
+            pool = attention_mask if pool_mask is None else pool_mask
+            prompt = self.prompt_module(emb, pool)
+        else:
+            prompt = self.prompt.to(emb.dtype).unsqueeze(0).expand(B, -1, -1)
         embeds = torch.cat([prompt, emb], dim=1)
         ones = attention_mask.new_ones((B, self.num_tokens))
         mask = torch.cat([ones, attention_mask], dim=1)
@@ -48,11 +86,18 @@ class PromptedModel(nn.Module):
 
     @property
     def can_share_prefix(self) -> bool:
-        """Decoder models with a KV cache can run the shared [prompt][prefix] once per batch."""
-        return not self.seq2seq and self._cache_arg is not None
+        """Decoder models with a KV cache can run the shared [prompt][prefix] once per batch
+        (not with a per-input prompt: no two rows share their prompt)."""
+        return not self.seq2seq and self._cache_arg is not None and self.prompt_module is None
 
     def _run_decoder(
-        self, input_ids, attention_mask, keep: int, prefix_ids=None, use_cache: bool = False
+        self,
+        input_ids,
+        attention_mask,
+        keep: int,
+        prefix_ids=None,
+        use_cache: bool = False,
+        pool_mask=None,
     ):
         """Logits of the last `keep` positions only (the LM head is costly over a large vocab),
         the KV cache when asked, and the attention mask over everything before.
@@ -64,7 +109,7 @@ class PromptedModel(nn.Module):
         """
         kw = {"logits_to_keep": keep} if self._keep_logits else {}
         if prefix_ids is None:
-            embeds, mask, positions = self._inputs(input_ids, attention_mask)
+            embeds, mask, positions = self._inputs(input_ids, attention_mask, pool_mask)
             out = self.model(
                 inputs_embeds=embeds,
                 attention_mask=mask,
@@ -73,6 +118,8 @@ class PromptedModel(nn.Module):
                 **kw,
             )
             return out.logits[:, -keep:], (out[self._cache_arg] if use_cache else None), mask
+        if self.prompt_module is not None:
+            raise ValueError("a per-input prompt cannot share a prefix: collate without it")
         emb = self.model.get_input_embeddings()
         B = input_ids.shape[0]
         shared = torch.cat([self.prompt.to(emb.weight.dtype), emb(prefix_ids)], dim=0)[None]
@@ -97,9 +144,19 @@ class PromptedModel(nn.Module):
         return out.logits[:, -keep:], (out[self._cache_arg] if use_cache else None), mask
 
     def _decoder_logits(
-        self, input_ids, attention_mask, keep: int, prefix_ids=None
+        self, input_ids, attention_mask, keep: int, prefix_ids=None, pool_mask=None
     ) -> torch.Tensor:
-        return self._run_decoder(input_ids, attention_mask, keep, prefix_ids)[0]
+        out = self._run_decoder(input_ids, attention_mask, keep, prefix_ids, pool_mask=pool_mask)
+        return out[0]
+
+    @staticmethod
+    def _input_only(attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Decoder rows end with their answer (labels right-aligned in the last K columns): the
+        mask of the input tokens alone, so a per-input prompt never sees the answer."""
+        K = labels.shape[1]
+        pool = attention_mask.clone()
+        pool[:, -K:] = pool[:, -K:] * (labels == IGNORE).to(pool.dtype)
+        return pool
 
     def _seq2seq_logits(
         self, input_ids, attention_mask, labels, encoder_hidden=None
@@ -125,9 +182,12 @@ class PromptedModel(nn.Module):
             logits = self._seq2seq_logits(input_ids, attention_mask, labels)
         else:
             K = labels.shape[1]
+            pool = self._input_only(attention_mask, labels) if self.prompt_module else None
             # Position t predicts token t+1: the K answer tokens are predicted by the K positions
             # before the last one.
-            logits = self._decoder_logits(input_ids, attention_mask, K + 1, prefix_ids)[:, :-1]
+            logits = self._decoder_logits(
+                input_ids, attention_mask, K + 1, prefix_ids, pool_mask=pool
+            )[:, :-1]
         tok_loss = F.cross_entropy(
             logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"
         )
@@ -228,7 +288,8 @@ class PromptedModel(nn.Module):
                 ids_rows[c::C, T + K - k :] = torch.tensor(ids, device=dev)
                 mask_rows[c::C, T + K - k :] = 1
                 labels[c::C, K - k :] = torch.tensor(ids, device=dev)
-            logits = self._decoder_logits(ids_rows, mask_rows, K + 1)[:, :-1]
+            pool = self._input_only(mask_rows, labels) if self.prompt_module else None
+            logits = self._decoder_logits(ids_rows, mask_rows, K + 1, pool_mask=pool)[:, :-1]
         logp = logits.float().log_softmax(-1)
         tok = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         tok = tok.masked_fill(labels == IGNORE, 0.0)

@@ -40,6 +40,14 @@ class Schedule(Choice):
 SCHEDULES = tuple(m.value for m in Schedule)
 
 
+class Method(Choice):
+    prompt = "prompt"  # one soft prompt in front of every input
+    attempt = "attempt"  # ATTEMPT: a per-input mixture of frozen source prompts (tpv.attempt)
+
+
+ATTEMPT_FILE = "attempt.safetensors"  # the result of a method "attempt" run
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run; written to config.json in the run directory. Each field's
@@ -95,8 +103,30 @@ class TrainConfig:
     share_prefix: bool = option(
         True, "Decoders: run the tokens every input starts with once per batch."
     )
+    # ATTEMPT: frozen source prompts mixed per input with the trained target prompt (which starts
+    # from the origin, or from --init); see tpv.attempt and docs/attempt.md.
+    method: Method = option(
+        Method.prompt, "prompt: one soft prompt | attempt: a per-input mix of --source prompts."
+    )
+    sources: list[str] = option(
+        default_factory=list,
+        cli="source",
+        help="ATTEMPT: a frozen source prompt: file, run directory or library name (repeat).",
+    )
+    attempt_temperature: float | None = option(
+        None, "ATTEMPT softmax temperature (default: hidden size * e, the authors' configs)."
+    )
+    attempt_rank: int = option(100, "ATTEMPT attention bottleneck width.")
+    attempt_lr: float | None = option(
+        None, "ATTEMPT attention module learning rate (default: --lr)."
+    )
 
     def __post_init__(self) -> None:
+        self.method = Method.parse(self.method, "method")
+        if self.method == Method.attempt and not self.sources:
+            raise ValueError("method 'attempt' needs at least one source prompt (--source)")
+        if self.method != Method.attempt and self.sources:
+            raise ValueError("source prompts (--source) are for --method attempt")
         self.schedule = Schedule.parse(self.schedule, "schedule")
         self.scorer = Scorer.parse(self.scorer, "scorer")
         self.origin_strategy = OriginStrategy.parse(self.origin_strategy, "origin_strategy")
@@ -191,22 +221,35 @@ class TrainResult:
     processes: int
     train_seconds: float
     eval_seconds: float
-    vector_norm: float
+    vector_norm: float | None  # None for ATTEMPT: no single prompt, so no vector
     origin_norm: float
-    vector_to_origin_norm: float
+    vector_to_origin_norm: float | None
     steps_per_s: float | None = None
     examples_per_s: float | None = None
     test: dict | None = None  # metrics of the best prompt on the test split
     init_test: dict | None = None  # of the initial prompt (cfg.test_init)
+    method: str = "prompt"
+    # ATTEMPT only: mean mixture weight per source (and the target) on the test inputs, and
+    # norm(target - origin) in place of a vector norm.
+    attention: dict[str, float] | None = None
+    target_shift_norm: float | None = None
     origin: Origin | None = field(default=None, repr=False)
     prompt: SoftPrompt | None = field(default=None, repr=False)
     vector: TaskPromptVector | None = field(default=None, repr=False)
+    mixture: Any = field(default=None, repr=False)  # tpv.attempt.AttemptPrompt
 
-    _OPTIONAL = ("steps_per_s", "examples_per_s", "test", "init_test")
+    _OPTIONAL = (
+        "steps_per_s",
+        "examples_per_s",
+        "test",
+        "init_test",
+        "attention",
+        "target_shift_norm",
+    )
 
     def as_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k in ("origin", "prompt", "vector"):
+        for k in ("origin", "prompt", "vector", "mixture"):
             d.pop(k)
         return {k: v for k, v in d.items() if v is not None or k not in self._OPTIONAL}
 
@@ -280,7 +323,10 @@ def _data(cfg: TrainConfig, backbone: Backbone, task: Task) -> _Data:
 
 def _optimiser(cfg: TrainConfig, model: PromptedModel, max_steps: int):
     optimizer = torch.optim.AdamW(
-        [model.prompt], lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
+        model.param_groups(cfg.lr, cfg.attempt_lr),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        foreach=True,
     )
     warmup = (
         cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_ratio * max_steps)
@@ -314,11 +360,13 @@ def train(
     data = _data(cfg, backbone, task)
     val = data.evaluator(backbone, task, data.val_rows, cfg)
     origin, init = initial_prompt(cfg, backbone)
-    model = PromptedModel(backbone, init.tensor)
+    mixture = _attempt_mixture(cfg, init, origin) if cfg.method == Method.attempt else None
+    model = PromptedModel(backbone, mixture if mixture is not None else init.tensor)
     optimizer, scheduler = _optimiser(cfg, model, data.max_steps)
     ddp_model, optimizer = acc.prepare(model, optimizer)  # the scheduler is stepped by hand, once
 
-    state, best = _Loop(), init.tensor.clone()
+    # Trained tensors by name ("prompt", or a mixture's): the best so far, and the start.
+    state, best, initial = _Loop(), _snapshot(model), _snapshot(model)
     ckpt_path = out / "checkpoint.safetensors"
     if resume and ckpt_path.exists():
         state, best = _load_checkpoint(ckpt_path, model, optimizer, scheduler)
@@ -335,7 +383,7 @@ def train(
         state.eval_seconds = (state.eval_seconds or 0.0) + result["seconds"]
         if result["score"] > state.best_score:
             state.best_score, state.best_step, state.bad_evals = result["score"], step, 0
-            best.copy_(model.prompt.detach().float().cpu())
+            best.update(_snapshot(model))
         else:
             state.bad_evals += 1
         state.evals.append({"step": step, "val": result["score"]})
@@ -350,6 +398,11 @@ def train(
         progress=progress and main,
     )  # fmt: skip
     acc.wait_for_everyone()
+    if mixture is not None:
+        return _finish_attempt(
+            cfg, acc, backbone, task, data, origin, init, state, best, initial, stopped_early,
+            mixture,
+        )  # fmt: skip
     return _finish(cfg, acc, backbone, task, data, origin, init, state, best, stopped_early)
 
 
@@ -409,7 +462,7 @@ def _finish(
     """Test the best prompt and write origin, prompt, vector and metrics to the run directory."""
     out = Path(cfg.out)
     tuned = SoftPrompt(
-        best,
+        best["prompt"],
         backbone.name,
         name=task.name,
         origin_id=origin.id,
@@ -465,6 +518,98 @@ def _finish(
     return result
 
 
+# --- ATTEMPT --------------------------------------------------------------------------------------
+def _attempt_mixture(cfg: TrainConfig, init: SoftPrompt, origin: Origin):
+    """The ATTEMPT mixture a run trains: target from `init`, sources frozen (tpv.attempt)."""
+    from tpv.attempt import build
+
+    return build(
+        cfg.sources,
+        init,
+        origin,
+        temperature=cfg.attempt_temperature,
+        rank=cfg.attempt_rank,
+        seed=cfg.seed,
+    )
+
+
+def _snapshot(model: PromptedModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().float().cpu().clone() for k, v in model.trainable_state().items()}
+
+
+def _with_state(mixture, state: dict[str, torch.Tensor], record: dict | None = None):
+    """A detached CPU copy of `mixture` holding the trained tensors `state`."""
+    import copy
+
+    m = copy.deepcopy(mixture).cpu()
+    with torch.no_grad():
+        for name, param in m.trainable_state().items():
+            param.copy_(state[name])
+    if record:
+        m.record = {**m.record, **record}
+    return m
+
+
+def _finish_attempt(
+    cfg, acc, backbone, task, data, origin, init, state, best, initial, stopped_early, mixture
+) -> TrainResult:
+    """Test the best mixture and write origin, attempt.safetensors and metrics (no single
+    prompt or vector: the prompt differs per input)."""
+    out = Path(cfg.out)
+    record = {"task": task.name, "best_step": state.best_step, "steps": state.step}
+    final = _with_state(mixture, best, record | {"config": asdict(cfg)})
+    start = _with_state(mixture, initial)
+    shift = float((final.target.detach().double() - origin.tensor.double()).norm())
+    result = TrainResult(
+        task=task.name,
+        model=backbone.name,
+        origin_id=origin.id,
+        origin_seed=cfg.origin_seed,
+        init=init.name,
+        num_tokens=origin.num_tokens,
+        train_size=len(data.items),
+        steps=state.step,
+        max_steps=data.max_steps,
+        best_step=state.best_step,
+        stopped_early=stopped_early,
+        best_val=state.best_score,
+        init_val=state.init_val,
+        evals=state.evals,
+        processes=acc.num_processes,
+        train_seconds=state.train_seconds,
+        eval_seconds=state.eval_seconds or 0.0,
+        vector_norm=None,
+        origin_norm=origin.norm(),
+        vector_to_origin_norm=None,
+        method=str(cfg.method),
+        target_shift_norm=shift,
+        origin=origin,
+        mixture=final,
+    )
+    if state.train_seconds > 0 and state.step:
+        result.steps_per_s = state.step / state.train_seconds
+        result.examples_per_s = state.step * cfg.batch_size / state.train_seconds
+    if data.test_rows:
+        test = data.evaluator(backbone, task, data.test_rows, cfg)
+        result.test = test(final, model=None)
+        if cfg.test_init:
+            result.init_test = test(start)
+        # What the attention chose: mean weight per source (and target) on the test inputs.
+        result.attention = final.mean_weights(backbone, test.items)
+    if acc.is_main_process:
+        origin.save(out / "origin.safetensors")
+        final.save(out / ATTEMPT_FILE)
+        write_json(out / "metrics.json", result.as_dict())
+        log.info(
+            "%s (attempt): best val %.4f at step %d; test %s",
+            task.name,
+            state.best_score,
+            state.best_step,
+            (result.test or {}).get("score"),
+        )
+    return result
+
+
 # --- logging and checkpoints ------------------------------------------------------------------
 def _log(path: Path, main: bool, row: dict) -> None:
     if main:
@@ -498,12 +643,25 @@ def _progress(total: int, start: int, enabled: bool):
     )
 
 
+def _best_key(name: str) -> str:
+    # "prompt" -> "best" keeps the plain prompt's checkpoint layout; a mixture's tensors get
+    # "best.<name>".
+    return "best" if name == "prompt" else f"best.{name}"
+
+
 def _save_checkpoint(
-    path: Path, state: dict, model: PromptedModel, optimizer, scheduler, best: torch.Tensor
+    path: Path,
+    state: dict,
+    model: PromptedModel,
+    optimizer,
+    scheduler,
+    best: dict[str, torch.Tensor],
 ) -> None:
-    """One safetensors file: prompt, best and optimiser moments; JSON state in the header."""
+    """One safetensors file: trained tensors, their best and optimiser moments; JSON state in
+    the header."""
     opt = optimizer.state_dict()
-    tensors = {"prompt": model.prompt.detach().float().cpu(), "best": best}
+    tensors = {k: v.detach().float().cpu() for k, v in model.trainable_state().items()}
+    tensors |= {_best_key(k): v for k, v in best.items()}
     for pid, st in opt["state"].items():
         for k, v in st.items():
             t = torch.as_tensor(v).detach().cpu()
@@ -524,11 +682,14 @@ def _jsonable(x):
 
 def _load_checkpoint(
     path: Path, model: PromptedModel, optimizer, scheduler
-) -> tuple[_Loop, torch.Tensor]:
+) -> tuple[_Loop, dict[str, torch.Tensor]]:
     tensors, header = read_safetensors(path)
     meta = json.loads(header["tpv_checkpoint"])
-    with torch.no_grad():
-        model.prompt.copy_(tensors["prompt"].to(model.prompt.device))
+    names = list(model.trainable_state())
+    missing = [k for k in names + [_best_key(k) for k in names] if k not in tensors]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks {missing} (written by another method?)")
+    model.load_trainable_state({k: tensors[k] for k in names})
     opt_state: dict[int, dict] = {}
     for key, t in tensors.items():
         if key.startswith("opt."):
@@ -541,4 +702,4 @@ def _load_checkpoint(
     sched = meta["scheduler"]
     sched.pop("lr_lambdas", None)
     scheduler.load_state_dict({**scheduler.state_dict(), **sched})
-    return _Loop.from_dict(meta["state"]), tensors["best"].clone()
+    return _Loop.from_dict(meta["state"]), {k: tensors[_best_key(k)].clone() for k in names}

@@ -30,7 +30,13 @@ def train_cmd(
 ) -> None:
     """Tune a soft prompt on a frozen model; writes origin, prompt, vector and metrics to OUT.
 
+    With --method attempt, trains an ATTEMPT mixture instead (target prompt + attention over the
+    --source prompts) and writes OUT/attempt.safetensors (docs/attempt.md).
+
     Example: tpv train --task rotten_tomatoes --tokens 20 --steps 60 --out runs/rt
+
+    Example: tpv train --task amazon_polarity --tokens 20 --shots 16 --method attempt
+    --source runs/rt --source runs/tw --out runs/amz-attempt
     """
     from tpv.resolve import resolve_path
     from tpv.train import train
@@ -40,6 +46,7 @@ def train_cmd(
         warnings.warn("--init-coef is deprecated, use --coef", DeprecationWarning, 1)
         values["coef"] = init_coef
     values["init"] = [str(resolve_path(p)) for p in values.get("init") or []]
+    values["sources"] = [str(resolve_path(p)) for p in values.get("sources") or []]
     cfg = TrainConfig(
         task=task, out=str(out), model=model, task_options=task_options(task_values), **values
     )
@@ -54,7 +61,9 @@ def train_cmd(
 @with_config(TaskFileOptions, into="task_values")
 def eval_cmd(
     task: Annotated[str, typer.Option(help="Registered task name or a task file.")],
-    prompt: Annotated[Path, typer.Option(help="A prompt or origin file (or a run directory).")],
+    prompt: Annotated[
+        Path, typer.Option(help="A prompt, origin or ATTEMPT file (or a run directory).")
+    ],
     model: ModelOpt = None,
     split: str = "test",
     scorer: Annotated[Scorer, typer.Option(help="How a prediction is read off the model.")] = (
@@ -76,12 +85,14 @@ def eval_cmd(
 
     Example: tpv eval --task rotten_tomatoes --prompt runs/rt/prompt.safetensors --scorer generate
     """
+    from tpv.attempt import is_attempt, load_attempt
     from tpv.backbone import Backbone
     from tpv.evaluate import evaluate, trained_max_input_tokens
     from tpv.format import file_in_dir
     from tpv.vectors import load
 
-    obj = load(file_in_dir(prompt, prefer="prompt"))
+    # An ATTEMPT run or file is the per-input mixture, not one prompt.
+    obj = load_attempt(prompt) if is_attempt(prompt) else load(file_in_dir(prompt, prefer="prompt"))
     result = evaluate(
         Backbone.load(model),
         get_task(task, task_values),

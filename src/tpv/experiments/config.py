@@ -12,7 +12,9 @@ from tpv import merge
 from tpv.options import ALIASES
 
 STAGES = ("sources", "cross_origin", "similarity", "multitask", "fewshot")
-INIT_KINDS = ("random", "tpv", "spot", "suggest")
+# attempt:A+B is not an initialisation but the ATTEMPT baseline (tpv.attempt): the source
+# prompts of A and B frozen, a target prompt from the origin and an attention module trained.
+INIT_KINDS = ("random", "tpv", "spot", "suggest", "attempt")
 # Multi-task methods the runner adds to tpv.merge's: per-vector weights searched on validation,
 # concatenating the tuned prompts (n * P tokens; a strong non-arithmetic baseline), and the two
 # fitted on the tasks' train examples (tpv.compose): per-token coefficients, joint tuning.
@@ -191,7 +193,7 @@ class ExperimentConfig:
             if kind not in INIT_KINDS:
                 raise ConfigError(
                     f"{where}: [fewshot] init {init!r}: "
-                    "use random, tpv:A+B, spot:A or suggest[:TOP]"
+                    "use random, tpv:A+B, spot:A, suggest[:TOP] or attempt:A+B"
                 )
             if kind == "suggest":
                 if arg and not arg.isdigit():
@@ -199,6 +201,10 @@ class ExperimentConfig:
                         f"{where}: [fewshot] init {init!r}: suggest:TOP takes a number"
                     )
                 continue
+            if kind == "attempt" and not arg:
+                raise ConfigError(
+                    f"{where}: [fewshot] init {init!r}: attempt:A+B names its source tasks"
+                )
             missing = [t for t in arg.split("+") if arg and t not in self.sources]
             if missing:
                 raise ConfigError(

@@ -7,7 +7,7 @@ Stages run in order, each a list of jobs with stable keys:
   multitask     combine vectors of several tasks on one origin (method, lambda searched on the
                 mean validation score of the tasks), tested on each task
   fewshot       tune on k shots of a target from: random origin, tpv sum, SpoT prompt; k=0 scores
-                the initialisation itself
+                the initialisation itself; attempt:A+B trains the ATTEMPT baseline instead
 Rows live in OUT/rows/<stage>/<key>.json (atomic writes), so a killed grid resumes where it was,
 and `--shard i/n` runs every job whose index in its stage is i mod n.
 """
@@ -363,6 +363,8 @@ class Runner:
     def _run_fewshot(self, target: str, shots: int, seed: int, init: str) -> dict:
         from tpv.train import train
 
+        if init.startswith("attempt:"):
+            return self._run_fewshot_attempt(target, shots, seed, init)
         s = self.cfg.fewshot_origin_seed
         origin = self.origin(s)
         start, extra = self._fewshot_init(init, origin, s, target, shots, seed)
@@ -388,6 +390,61 @@ class Runner:
         m = train(cfg, backbone=self.backbone, task=self.task(target), resume=True, progress=False)
         return row | {
             "test": m.test["score"],
+            "best_step": m.best_step,
+            "init_val": m.init_val,
+            "best_val": m.best_val,
+            "run_dir": str(run_dir),
+        }
+
+    def _run_fewshot_attempt(self, target: str, shots: int, seed: int, init: str) -> dict:
+        """The ATTEMPT baseline: the tuned prompts of the named sources (fewshot origin) frozen,
+        the target prompt from the origin, an attention module seeded by `seed`. At k=0 the
+        untrained mixture is scored (as every init is scored before tuning)."""
+        from tpv.attempt import build
+        from tpv.train import train
+
+        s = self.cfg.fewshot_origin_seed
+        origin = self.origin(s)
+        sources = []
+        for t in init.partition(":")[2].split("+"):
+            path = self.source_dir(t, s) / "prompt.safetensors"
+            if not path.exists():
+                raise MissingDependency(f"{path} is missing: run the 'sources' stage first")
+            sources.append(str(path))
+        row: dict[str, Any] = {"target": target, "shots": shots, "seed": seed, "init": init}
+        if shots == 0:
+            opts = self.cfg.fewshot_train
+            mixture = build(
+                sources,
+                origin.as_prompt(),
+                origin,
+                temperature=opts.get("attempt_temperature"),
+                rank=opts.get("attempt_rank", 100),
+                seed=seed,
+            )
+            r = self.test_score(target, mixture)
+            items = self.evaluator(target, "test", self.cfg.test_examples).items
+            weights = mixture.mean_weights(self.backbone, items)
+            return row | {"test": r["score"], "metrics": r, "attention": weights}
+        run_dir = (
+            self.out / "runs" / "fewshot" / f"{target}__k{shots}__s{seed}__{init.replace(':', '-')}"
+        )
+        cfg = self._train_cfg(
+            self.cfg.fewshot_train,
+            task=target,
+            out=str(run_dir),
+            origin_seed=s,
+            method="attempt",
+            sources=sources,
+            shots=shots,
+            shots_seed=seed,
+            seed=seed,
+        )
+        m = train(cfg, backbone=self.backbone, task=self.task(target), resume=True, progress=False)
+        return row | {
+            "test": m.test["score"],
+            "metrics": m.test,
+            "attention": m.attention,
             "best_step": m.best_step,
             "init_val": m.init_val,
             "best_val": m.best_val,
