@@ -1,7 +1,9 @@
 """Scoring a prompt on a task split: rank classification or greedy generation, then metrics.
 
 rank: score every label word's tokens after the prompt and input and pick the best; never an
-      invalid answer, one forward per batch for single-token labels.
+      invalid answer, one forward per batch for single-token labels. rank sums the label's
+      token log-probabilities; rank_mean and rank_calibrated remove the length bias
+      (tpv.scoring).
 generate: greedy decoding of at most `max_new_tokens`, case-insensitive match against the label
       words (the paper's protocol); text matching no label counts as wrong.
 """
@@ -17,21 +19,14 @@ import torch
 from tpv import metrics
 from tpv.backbone import Backbone
 from tpv.data import Encoded, Encoder, batches
-from tpv.options import Choice
 from tpv.prompted import PromptedModel
+from tpv.scoring import DEFAULT_SCORER, Scorer, content_free_examples, label_scores
 from tpv.tasks.base import Example, Task
 from tpv.tasks.fewshot import subsample
 from tpv.vectors import IncompatibleError, Origin, SoftPrompt
 
 log = logging.getLogger(__name__)
-
-
-class Scorer(Choice):
-    rank = "rank"
-    generate = "generate"
-
-
-SCORERS = tuple(m.value for m in Scorer)
+SCORERS = tuple(s.value for s in Scorer)
 
 
 def prompt_tensor(prompt) -> torch.Tensor:
@@ -79,21 +74,42 @@ class Evaluator:
         task: Task,
         examples: Sequence[Example],
         *,
-        scorer: str = "rank",
+        scorer: str | Scorer = DEFAULT_SCORER,
         batch_size: int = 32,
         max_input_tokens: int = 256,
         max_new_tokens: int = 16,
         encoder: Encoder | None = None,
     ):
-        if scorer not in SCORERS:
-            raise ValueError(f"unknown scorer {scorer!r}; use one of {SCORERS}")
+        scorer = Scorer.parse(scorer, "scorer")
         if not examples:
             raise ValueError(f"task {task.name!r}: no examples to evaluate")
         self.backbone, self.task, self.scorer = backbone, task, scorer
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.encoder = encoder or Encoder(backbone, task, max_input_tokens)
         self.items: list[Encoded] = self.encoder.encode_all(examples)
+        # The calibrated rule's content-free inputs, in the same template (tpv.scoring).
+        self.content_free: list[Encoded] = self.encoder.encode_all(content_free_examples(task))
         self.seq2seq = backbone.is_encoder_decoder
+
+    def _summed_logp(self, model: PromptedModel, items: Sequence[Encoded]) -> torch.Tensor:
+        """(n, C) summed log-probability of every label's tokens, in the order of `items`."""
+        out = torch.empty((len(items), len(self.encoder.label_ids)))
+        share = model.can_share_prefix
+        for idx, batch in batches(
+            items, self.batch_size, model.pad_id, self.seq2seq, share_prefix=share
+        ):
+            scores = model.score_labels(batch.to(model.prompt.device), self.encoder.label_ids)
+            out[idx] = scores.float().cpu()
+        return out
+
+    def label_logprobs(
+        self, prompt=None, model: PromptedModel | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed label log-probabilities of the examples (n, C) and of the content-free inputs
+        (3, C): everything every rank rule needs, from one pass (docs/scoring.md rescores)."""
+        if model is None:
+            model = PromptedModel(self.backbone, prompt_tensor(prompt))
+        return self._summed_logp(model, self.items), self._summed_logp(model, self.content_free)
 
     def __call__(self, prompt, model: PromptedModel | None = None) -> dict:
         """Metrics of `prompt` (SoftPrompt, Origin, tensor, or a per-input prompt module such
@@ -106,23 +122,23 @@ class Evaluator:
         n = len(self.items)
         pred = [metrics.INVALID] * n
         pred_values = [0.0] * n
-        device = model.prompt.device
-        share = self.scorer == "rank" and model.can_share_prefix
-        for idx, batch in batches(
-            self.items, self.batch_size, model.pad_id, self.seq2seq, share_prefix=share
-        ):
-            batch = batch.to(device)
-            if self.scorer == "rank":
-                chosen = model.score_labels(batch, self.encoder.label_ids).argmax(-1).tolist()
-                texts = None
-            else:
-                out = model.generate(batch, self.max_new_tokens)
+        if self.scorer.is_rank:
+            summed = self._summed_logp(model, self.items)
+            cf = None
+            if self.scorer is Scorer.rank_calibrated:
+                cf = self._summed_logp(model, self.content_free)
+            lengths = [len(ids) for ids in self.encoder.label_ids]
+            pred = label_scores(summed, self.scorer, lengths, cf).argmax(-1).tolist()
+            if self.task.metric == "pearson_spearman":
+                pred_values = [self._value(c, None) for c in pred]
+        else:
+            for idx, batch in batches(self.items, self.batch_size, model.pad_id, self.seq2seq):
+                out = model.generate(batch.to(model.prompt.device), self.max_new_tokens)
                 texts = self.encoder.tok.batch_decode(out, skip_special_tokens=True)
-                chosen = [self._match(t) for t in texts]
-            for j, i in enumerate(idx):
-                pred[i] = chosen[j]
-                if self.task.metric == "pearson_spearman":
-                    pred_values[i] = self._value(chosen[j], texts[j] if texts else None)
+                for j, i in enumerate(idx):
+                    pred[i] = self._match(texts[j])
+                    if self.task.metric == "pearson_spearman":
+                        pred_values[i] = self._value(pred[i], texts[j])
         seconds = time.perf_counter() - start
         gold = [it.label for it in self.items]
         gold_values = [it.value if it.value is not None else 0.0 for it in self.items]
@@ -134,7 +150,14 @@ class Evaluator:
             pred_values if self.task.metric == "pearson_spearman" else None,
             gold_values if self.task.metric == "pearson_spearman" else None,
         )
-        result.update(scorer=self.scorer, seconds=seconds, examples_per_s=n / max(seconds, 1e-9))
+        result.update(
+            scorer=self.scorer.value, seconds=seconds, examples_per_s=n / max(seconds, 1e-9)
+        )
+        # Per example, compactly: what the bootstrap and the floors are computed from.
+        result["per_example"] = {
+            "pred": metrics.encode_labels(pred),
+            "gold": metrics.encode_labels(gold),
+        }
         return result
 
     def _match(self, text: str) -> int:
@@ -159,7 +182,7 @@ def evaluate(
     prompt,
     split: str = "test",
     *,
-    scorer: str = "rank",
+    scorer: str | Scorer = DEFAULT_SCORER,
     batch_size: int = 32,
     max_examples: int | None = None,
     max_input_tokens: int = 256,
@@ -184,7 +207,7 @@ def evaluate(
         "%s/%s %s: %s=%.4f (%d examples, %.1f ex/s)",
         task.name,
         split,
-        scorer,
+        result["scorer"],
         result["metric"],
         result["score"],
         result["n"],

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 
 INVALID = -1
+# Per-example labels in rows: one character per example while classes fit in 36 digits.
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def accuracy(pred: Sequence[int], gold: Sequence[int]) -> float:
@@ -63,3 +65,17 @@ def compute(
         out["score"] = out[metric]
     out["metric"] = metric
     return out
+
+
+def encode_labels(labels: Sequence[int]) -> str | list[int]:
+    """Class ids as one compact string ("-" for INVALID), or the plain list beyond 36 classes."""
+    if all(INVALID <= x < len(_DIGITS) for x in labels):
+        return "".join("-" if x == INVALID else _DIGITS[x] for x in labels)
+    return list(labels)
+
+
+def decode_labels(code: str | Sequence[int]) -> list[int]:
+    """The inverse of encode_labels."""
+    if isinstance(code, str):
+        return [INVALID if ch == "-" else _DIGITS.index(ch) for ch in code]
+    return [int(x) for x in code]

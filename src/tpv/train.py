@@ -20,10 +20,11 @@ import torch
 
 from tpv.backbone import Backbone
 from tpv.data import Encoder
-from tpv.evaluate import Evaluator, Scorer
+from tpv.evaluate import Evaluator
 from tpv.io import atomic_open, read_safetensors, write_json, write_safetensors
 from tpv.options import Choice, from_dict, option
 from tpv.prompted import PromptedModel
+from tpv.scoring import SCORER_HELP, Scorer
 from tpv.step import StepOrder, train_step
 from tpv.tasks.base import Task
 from tpv.vectors import Origin, OriginStrategy, SoftPrompt, TaskPromptVector, load, sum_vectors
@@ -86,7 +87,7 @@ class TrainConfig:
     patience: int | None = option(
         None, "Stop after this many evaluations without gain (0: never).", none_as=0
     )
-    scorer: Scorer = option(Scorer.rank, "How a prediction is read off the model.")
+    scorer: Scorer = option(Scorer.rank, SCORER_HELP)
     eval_batch_size: int = option(32, "Batch size of evaluation.")
     max_input_tokens: int = option(256, "Inputs are cut to this many tokens.")
     seed: int = option(0, "Seed of the data order.")

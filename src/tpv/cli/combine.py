@@ -15,6 +15,7 @@ from tpv import merge
 from tpv.cli.common import JsonOpt, ModelOpt, TaskFileOptions, console, get_task, parse_param
 from tpv.compose import FitConfig
 from tpv.options import with_config
+from tpv.scoring import SCORER_HELP, Scorer
 
 VectorsArg = Annotated[list[str], typer.Argument(help="Vector files (or library names).")]
 OriginOpt = Annotated[
@@ -141,6 +142,7 @@ def suggest_cmd(
     max_input_tokens: Annotated[int, typer.Option(help="Inputs are cut to this many tokens.")] = (
         256
     ),
+    scorer: Annotated[Scorer, typer.Option(help=SCORER_HELP)] = Scorer.rank,
     model: ModelOpt = None,
     out: Annotated[
         Path | None,
@@ -177,6 +179,7 @@ def suggest_cmd(
         shots_seed=shots_seed,
         top=top,
         probe_steps=probe_steps,
+        scorer=scorer,
         max_input_tokens=max_input_tokens,
     )
     result = s.as_dict()

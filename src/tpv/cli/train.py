@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from tpv.cli.common import JsonOpt, ModelOpt, TaskFileOptions, console, emit, get_task, task_options
-from tpv.evaluate import Scorer
 from tpv.options import with_config
+from tpv.scoring import SCORER_HELP, Scorer
 from tpv.train import TrainConfig
 
 
@@ -66,9 +66,7 @@ def eval_cmd(
     ],
     model: ModelOpt = None,
     split: str = "test",
-    scorer: Annotated[Scorer, typer.Option(help="How a prediction is read off the model.")] = (
-        Scorer.rank
-    ),
+    scorer: Annotated[Scorer, typer.Option(help=SCORER_HELP)] = Scorer.rank,
     max_examples: Annotated[int, typer.Option(help="Cap on examples (0: all).")] = 0,
     max_input_tokens: Annotated[
         int | None,
@@ -103,6 +101,8 @@ def eval_cmd(
         max_examples=max_examples or None,
         max_input_tokens=max_input_tokens or trained_max_input_tokens(obj),
     )
+    if not as_json:  # the per-example record is for files, not for a table on screen
+        result.pop("per_example", None)
     emit(result, as_json, f"{task}/{split} ({scorer.value})")
 
 

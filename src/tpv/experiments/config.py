@@ -36,7 +36,7 @@ class ExperimentConfig:
     max_input_tokens: int = 256
     eval_examples: int | None = 200
     test_examples: int | None = None
-    scorer: str = "rank"
+    scorer: str = "rank"  # tpv.scoring.Scorer; docs/scoring.md
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for source tuning
     cross_origin: bool = True
     multitask_combinations: list[list[str] | dict[str, Any]] = field(default_factory=list)
@@ -142,6 +142,12 @@ class ExperimentConfig:
         from tpv.train import TrainConfig
 
         where = self.source
+        from tpv.scoring import Scorer
+
+        try:
+            self.scorer = Scorer.parse(self.scorer, "[experiment] scorer").value
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
         for table, opts in (("train", self.train), ("fewshot.train", self.fewshot_train)):
             bad = sorted(set(opts) - {f.name for f in fields(TrainConfig)} - set(ALIASES))
             if bad:
