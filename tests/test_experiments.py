@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tpv.experiments import ExperimentConfig, Runner, build_report
-from tpv.experiments.config import ConfigError
+from tpv.experiments.config import STAGES, ConfigError
 from tpv.testing import keyword_task, tiny_llama
 from tpv.vectors import load
 
@@ -59,7 +59,7 @@ def _runner(out, backbone) -> Runner:
     return Runner(_config(out), backbone=backbone, get_task=lambda name: TASKS[name]())
 
 
-TIMING = {"seconds", "examples_per_s", "run_dir", "train_seconds", "prompt_file"}
+TIMING = {"seconds", "examples_per_s", "run_dir", "train_seconds", "prompt_file", "code_commit"}
 
 
 def _untimed(x):
@@ -94,10 +94,17 @@ def test_grid_runs_every_stage(full_run):
     out, counts = full_run
     rows = _rows(out)
     stages = {k.split("/")[0] for k in rows}
-    assert stages == {"sources", "cross_origin", "similarity", "multitask", "fewshot"}
-    # 2 tasks x 2 origins; 2 x 2 x 2 cross; 1 similarity; 1 combo x 6 methods x 2 origins;
-    # 3 inits at k=0 (suggest needs shots) + 4 inits x 2 seeds at k=2
-    assert counts == {"done": 4 + 8 + 1 + 12 + 3 + 8, "skipped": 0}
+    assert stages == {"floors", "sources", "cross_origin", "similarity", "multitask", "fewshot"}
+    # 3 tasks' floors; 2 tasks x 2 origins; 2 x 2 x 2 cross; 1 similarity; 1 combo x 6 methods
+    # x 2 origins; 3 inits at k=0 (suggest needs shots) + 4 inits x 2 seeds at k=2
+    assert counts == {"done": 3 + 4 + 8 + 1 + 12 + 3 + 8, "skipped": 0, "redone": 0}
+    # Every row records its job hash, the scorer, and accuracy beside the primary metric.
+    assert all(r["job_hash"] and r["scorer"] == "rank" for r in rows.values())
+    assert "accuracy" in rows["fewshot/kw_target__k2__s0__random"]["metrics"]
+    assert set(rows["fewshot/kw_target__k2__s0__random"]["metrics"]["per_example"]) == {
+        "pred",
+        "gold",
+    }
     mt = rows["multitask/kw+kw_flip__sum__o0"]
     assert mt["lambda"] in (0.0, 0.5, 1.0) and set(mt["kept_fraction"]) == {"kw", "kw_flip"}
     weights = rows["multitask/kw+kw_flip__weights__o0"]["lambda"]
@@ -131,7 +138,7 @@ def test_rerun_skips_recorded_rows_and_resumes_after_a_kill(tmp_path, backbone, 
     with pytest.raises(KeyboardInterrupt):
         runner.run()
     before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("rows/*/*.json")}
-    assert len(before) == 4 + 8 + 1 + 1  # sources, cross, similarity, one multitask row
+    assert len(before) == 3 + 4 + 8 + 1 + 1  # floors, sources, cross, similarity, 1 multitask
     monkeypatch.setattr(Runner, "_run_multitask", real)
     counts = _runner(tmp_path, backbone).run()
     assert counts["skipped"] == len(before)
@@ -140,7 +147,7 @@ def test_rerun_skips_recorded_rows_and_resumes_after_a_kill(tmp_path, backbone, 
 
 def test_two_shards_give_exactly_the_rows_of_one_run(tmp_path, backbone, full_run):
     out, _ = full_run
-    for stage in ("sources", "cross_origin", "similarity", "multitask", "fewshot"):
+    for stage in STAGES:
         for i in range(2):
             _runner(tmp_path, backbone).run([stage], shard=(i, 2))
     a, b = _rows(out), _rows(tmp_path)
@@ -230,3 +237,45 @@ def test_a_combination_can_name_its_own_origins(tmp_path, backbone):
     raw["multitask"]["combinations"] = [{"task": ["kw"]}]
     with pytest.raises(ConfigError, match="a table takes 'tasks'"):
         ExperimentConfig.from_dict(raw)
+
+
+def test_rows_of_other_settings_are_refused_or_redone_and_a_grid_extends(tmp_path, backbone):
+    from tpv.experiments.runner import StaleRows
+
+    raw = {
+        "experiment": {"name": "g", "out": str(tmp_path), "num_tokens": 4, "origin_seeds": [0],
+                       "sources": ["kw"], "eval_examples": 16},
+        "train": {"max_steps": 2, "batch_size": 4, "eval_every": 2},
+    }  # fmt: skip
+
+    def run(**kw):
+        cfg = ExperimentConfig.from_dict(raw)
+        runner = Runner(cfg, backbone=backbone, get_task=lambda name: TASKS[name]())
+        return runner.run(["floors", "sources"], **kw)
+
+    assert run() == {"done": 2, "skipped": 0, "redone": 0}
+    first = tmp_path / "rows" / "sources" / "kw__o0.json"
+    stamp = first.stat().st_mtime_ns
+    # Extending the grid (another origin) keeps every finished row: its own settings are the same.
+    raw["experiment"]["origin_seeds"] = [0, 1]
+    assert run() == {"done": 1, "skipped": 2, "redone": 0}
+    assert first.stat().st_mtime_ns == stamp
+    manifest = json.loads((tmp_path / "experiment.json").read_text())
+    assert set(manifest["jobs"]["sources"]) == {"kw__o0", "kw__o1"}
+    # Changing what the sources depend on: refused before anything runs, then redone on request.
+    raw["train"]["max_steps"] = 3
+    with pytest.raises(StaleRows, match=r"2 recorded row\(s\) were made under other settings"):
+        run()
+    assert first.stat().st_mtime_ns == stamp
+    assert run(redo_stale=True) == {"done": 0, "skipped": 1, "redone": 2}
+    row = json.loads(first.read_text())
+    assert row["steps"] == 3 and row["settings"]["train"]["max_steps"] == 3
+    assert row["code_commit"] and row["config_sha"]
+    # A row without a job hash (recorded before job hashes) is not trusted either.
+    floors = tmp_path / "rows" / "floors" / "kw.json"
+    old = json.loads(floors.read_text())
+    del old["job_hash"]
+    floors.write_text(json.dumps(old))
+    with pytest.raises(StaleRows, match="floors/kw"):
+        run()
+    assert old["splits"]["test"]["floors"]["accuracy"]["score"] == 0.5  # kw: balanced classes

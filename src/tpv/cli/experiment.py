@@ -30,8 +30,17 @@ def run_cmd(
     shard: Annotated[
         str, typer.Option(help="i/n: run this deterministic share of each stage.")
     ] = "0/1",
+    redo_stale: Annotated[
+        bool,
+        typer.Option(
+            help="Redo rows recorded under other settings (default: refuse to run beside them)."
+        ),
+    ] = False,
 ) -> None:
     """Run every unfinished job of the grid; finished rows are skipped, so a killed run resumes.
+
+    A row is reused only if it was recorded under the settings this config gives its job, so a
+    grid can be extended (more seeds, inits, targets) without redoing what is done.
 
     Example: tpv experiment run configs/offline.toml --shard 0/2
     """
@@ -41,10 +50,19 @@ def run_cmd(
     for s in stage or []:
         if s not in STAGES:
             raise typer.BadParameter(f"unknown stage {s!r}; use one of {list(STAGES)}")
-    counts = Runner(ExperimentConfig.load(config)).run(
-        list(stage) if stage else None, _shard(shard)
+    from tpv.experiments.runner import StaleRows
+
+    try:
+        counts = Runner(ExperimentConfig.load(config)).run(
+            list(stage) if stage else None, _shard(shard), redo_stale=redo_stale
+        )
+    except StaleRows as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{counts['done']} row(s) done, {counts['redone']} redone, "
+        f"{counts['skipped']} already recorded"
     )
-    typer.echo(f"{counts['done']} row(s) done, {counts['skipped']} already recorded")
 
 
 @app.command("jobs")
@@ -52,7 +70,7 @@ def jobs_cmd(
     config: Annotated[Path, typer.Argument(help="Experiment TOML.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List the grid's jobs per stage and which are recorded.
+    """List the grid's jobs per stage: recorded (under this config), stale, or missing.
 
     Example: tpv experiment jobs configs/offline.toml
     """
@@ -61,15 +79,22 @@ def jobs_cmd(
 
     runner = Runner(ExperimentConfig.load(config))
     listing = {
-        s: [{"key": j.key, "done": runner.row_path(j).exists()} for j in runner.jobs(s)]
+        s: [
+            {"key": j.key, "job_hash": runner.job_hash(j), "state": runner.row_state(j)}
+            for j in runner.jobs(s)
+        ]
         for s in STAGES
     }
     if as_json:
         typer.echo(json.dumps(listing, indent=2))
         return
     for s, jobs in listing.items():
-        done = sum(j["done"] for j in jobs)
-        typer.echo(f"{s}: {done}/{len(jobs)} recorded")
+        done = sum(j["state"] == "current" for j in jobs)
+        stale = sum(j["state"] == "stale" for j in jobs)
+        typer.echo(
+            f"{s}: {done}/{len(jobs)} recorded"
+            + (f", {stale} under other settings" if stale else "")
+        )
 
 
 @app.command("report")

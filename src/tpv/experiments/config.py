@@ -11,7 +11,8 @@ import tomllib
 from tpv import merge
 from tpv.options import ALIASES
 
-STAGES = ("sources", "cross_origin", "similarity", "multitask", "fewshot")
+# floors: the best constant answer per task and split, from the gold labels alone (tpv.floors).
+STAGES = ("floors", "sources", "cross_origin", "similarity", "multitask", "fewshot")
 # attempt:A+B is not an initialisation but the ATTEMPT baseline (tpv.attempt): the source
 # prompts of A and B frozen, a target prompt from the origin and an attention module trained.
 INIT_KINDS = ("random", "tpv", "spot", "suggest", "attempt")

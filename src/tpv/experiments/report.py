@@ -1,23 +1,40 @@
-"""Rebuild the paper's tables and plots from the recorded rows alone (markdown + PNG)."""
+"""Rebuild the paper's tables and plots from the recorded rows alone (markdown + PNG). No torch.
+
+Every table shows the trivial floor (the best constant answer, tpv.floors) and accuracy beside
+the task's primary metric; intervals are bootstrap 95% intervals over test examples, comparisons
+are paired tests over seeds with Holm's correction within each table (tpv.stats). The report
+names the one config it shows (from OUT/experiment.json, the runner's manifest): rows recorded
+under other settings are listed, not used, and cells still missing are counted.
+"""
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from tpv.experiments.runner import read_rows
-from tpv.io import atomic_open
+from tpv.experiments.rows import job_status, read_manifest, read_rows
+from tpv.floors import clears_floor, kept_above_floor, plain_kept
+from tpv.metrics import decode_labels
+from tpv.stats import ALPHA, bootstrap_ci, format_p, holm, paired_t, sign_flip, verdict
 
 
-def _ms(xs: list[float]) -> str:
+def _ms(xs: list[float | None]) -> str:
     xs = [x for x in xs if x is not None]
     if not xs:
         return "-"
     if len(xs) == 1:
         return f"{xs[0]:.3f}"
     return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}"
+
+
+def _mean(xs: list[float | None]) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return statistics.mean(xs) if xs else None
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def _lambda_cell(values: list) -> str:
@@ -45,99 +62,278 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _paired_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided paired t-test p-value over seeds (None with fewer than 2 pairs or no variance)."""
-    if len(a) < 2 or len(a) != len(b):
+# --- floors and intervals -----------------------------------------------------------------------
+class Floors:
+    """The test floors per task, from the floors stage's rows."""
+
+    def __init__(self, rows: list[dict]):
+        self.by_task = {r["task"]: r for r in rows}
+
+    def test(self, task: str) -> dict | None:
+        row = self.by_task.get(task)
+        return row["splits"]["test"]["floors"] if row else None
+
+    def primary(self, task: str) -> float | None:
+        f = self.test(task)
+        return None if f is None else f.get("score")
+
+    def accuracy(self, task: str) -> float | None:
+        f = self.test(task)
+        return None if f is None or "accuracy" not in f else f["accuracy"]["score"]
+
+    def num_labels(self, task: str) -> int | None:
+        row = self.by_task.get(task)
+        return len(row["labels"]) if row else None
+
+    def cell(self, task: str) -> str:
+        """The floor as a table cell: "primary / accuracy"."""
+        p, a = self.primary(task), self.accuracy(task)
+        return "-" if p is None else f"{p:.3f} / {_f(a)}"
+
+
+def interval(metrics: dict | None, num_labels: int | None) -> tuple[float, float] | None:
+    """Bootstrap 95% interval of the primary metric from a row's per-example record."""
+    if not metrics or not num_labels or "per_example" not in metrics:
         return None
-    from scipy.stats import ttest_rel
+    per = metrics["per_example"]
+    if metrics.get("metric") not in ("accuracy", "f1_binary", "f1_macro"):
+        return None  # generation metrics bootstrap their per-example scores (none recorded yet)
+    return bootstrap_ci(
+        decode_labels(per["pred"]), decode_labels(per["gold"]), metrics["metric"], num_labels
+    )
 
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    if all(d == diffs[0] for d in diffs):
-        return None if diffs[0] != 0 else 1.0
-    p = float(ttest_rel(a, b).pvalue)
-    return None if math.isnan(p) else p
+
+def _acc(metrics: dict | None) -> float | None:
+    return None if not metrics else metrics.get("accuracy")
 
 
+def _score_acc(scores: list[float], metrics: list[dict | None]) -> str:
+    """ "primary mean ± std / mean accuracy" (accuracy "-" for rows that did not record it)."""
+    return f"{_ms(scores)} / {_f(_mean([_acc(m) for m in metrics]))}"
+
+
+# --- the report ---------------------------------------------------------------------------------
 def build_report(out: str | Path, dest: str | Path | None = None, plots: bool = True) -> Path:
     """Write REPORT.md (and PNG plots) for an experiment directory; returns the markdown path."""
     out = Path(out)
     dest = Path(dest) if dest else out / "report"
     dest.mkdir(parents=True, exist_ok=True)
-    by_stage: dict[str, list[dict]] = defaultdict(list)
-    for row in read_rows(out):
-        by_stage[row["stage"]].append(row)
-    if not by_stage:
+    all_rows = list(read_rows(out))
+    if not all_rows:
         raise ValueError(f"{out}: no recorded rows under rows/ (run `tpv experiment run` first)")
-    parts = [
-        f"# Experiment report: {out.name}",
-        "",
-        f"Rebuilt from {sum(map(len, by_stage.values()))} recorded rows in `{out}/rows/`"
-        f" (`tpv experiment report {out}`). Scores: each task's primary test metric;"
-        " mean ± std over origins or seeds.",
-        "",
-    ]
+    manifest = read_manifest(out)
+    by_stage, header = _check_rows(all_rows, manifest, out)
+    floors = Floors(by_stage.get("floors", []))
+    parts = header
+    if by_stage.get("floors"):
+        parts += _floors(by_stage["floors"])
     if by_stage.get("sources"):
-        parts += _sources(by_stage["sources"])
+        parts += _sources(by_stage["sources"], floors)
     if by_stage.get("cross_origin"):
-        parts += _cross(by_stage["cross_origin"])
+        parts += _cross(by_stage["cross_origin"], floors)
     if by_stage.get("similarity"):
         parts += _similarity(by_stage["similarity"][0], dest, plots)
     if by_stage.get("multitask"):
-        parts += _multitask(by_stage["multitask"], dest, plots)
+        parts += _multitask(by_stage["multitask"], floors, by_stage.get("sources", []), dest, plots)
     if by_stage.get("fewshot"):
-        parts += _fewshot(by_stage["fewshot"], dest, plots)
-        parts += _fewshot_settings(out)
+        parts += _fewshot(by_stage["fewshot"], floors, dest, plots)
+        parts += _fewshot_settings(manifest)
     md = dest / "REPORT.md"
-    with atomic_open(md, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts) + "\n")
+    tmp = md.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    tmp.replace(md)
     return md
 
 
-def _sources(rows: list[dict]) -> list[str]:
+def _check_rows(
+    rows: list[dict], manifest: dict | None, out: Path
+) -> tuple[dict[str, list[dict]], list[str]]:
+    """Rows of the manifest's config (by job hash), and the header that says which config the
+    report shows, which recorded rows it leaves out and how many cells are still missing."""
+    lines = [f"# Experiment report: {out.name}", ""]
+    by_stage: dict[str, list[dict]] = defaultdict(list)
+    jobs = (manifest or {}).get("jobs")
+    if not jobs:
+        for r in rows:
+            by_stage[r["stage"]].append(r)
+        shas = sorted({r.get("config_sha", "?") for r in rows})
+        lines += [
+            f"Rebuilt from {len(rows)} recorded rows in `{out}/rows/`. The directory has no job"
+            f" manifest (rows older than job hashes): rows are not checked against one config"
+            f" (config hashes present: {', '.join(shas)}).",
+            "",
+        ]
+        return by_stage, lines
+    recorded: dict[str, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        recorded[r["stage"]][r["key"]] = r
+    stale, missing, extra, used = [], [], [], 0
+    for stage, expected in jobs.items():
+        st = job_status(recorded.get(stage, {}), expected)
+        by_stage[stage] = [recorded[stage][k] for k in st["current"]]
+        used += len(st["current"])
+        stale += [f"{stage}/{k}" for k in st["stale"]]
+        missing += [f"{stage}/{k}" for k in st["missing"]]
+        extra += [f"{stage}/{k}" for k in st["extra"]]
+    total = sum(len(v) for v in jobs.values())
+    lines += [
+        f"Config `{manifest.get('config_file') or '?'}` (config hash"
+        f" {manifest.get('config_sha', '?')}, code {manifest.get('code_commit', 'unknown')}):"
+        f" {used} of its {total} jobs have a row recorded under their own settings"
+        f" (rebuilt with `tpv experiment report {out}`).",
+        "Scores: the task's primary test metric, with accuracy beside it; floor: the best"
+        " constant answer on the same test sample; [lo, hi]: bootstrap 95% interval over test"
+        " examples; mean ± std over origins or seeds.",
+        "",
+    ]
+    if missing:
+        lines += [f"- **Cells still missing: {len(missing)}** ({_few(missing)})."]
+    if stale:
+        lines += [
+            f"- **Rows recorded under other settings, not shown: {len(stale)}** ({_few(stale)})."
+        ]
+    if extra:
+        lines += [
+            f"- Rows of jobs this config does not have, not shown: {len(extra)} ({_few(extra)})."
+        ]
+    if missing or stale or extra:
+        lines.append("")
+    return by_stage, lines
+
+
+def _few(keys: list[str], n: int = 6) -> str:
+    return ", ".join(f"`{k}`" for k in keys[:n]) + (
+        f", ... {len(keys) - n} more" if len(keys) > n else ""
+    )
+
+
+def _floors(rows: list[dict]) -> list[str]:
+    table = []
+    for r in sorted(rows, key=lambda r: r["task"]):
+        labels = r["labels"]
+        for split, s in r["splits"].items():
+            f = s["floors"]
+            if f is None:
+                table.append([r["task"], split, "-", "-", "-", "- (no constant answer)"])
+                continue
+            maj = f["majority"]
+            primary = r["metric"]
+            best = f.get(primary, {})
+            table.append(
+                [
+                    r["task"],
+                    split,
+                    str(f["n"]),
+                    f"{labels[maj['label']]} ({maj['share']:.3f})",
+                    f"{f['accuracy']['score']:.3f}",
+                    f"{primary} {best.get('score', 0):.3f} (always {labels[best.get('label', 0)]})",
+                ]
+            )
+    return [
+        "## Floors: the best constant answer",
+        "",
+        "What answering one label for every input scores, per task and split (from the gold"
+        " labels of the same seeded samples the prompts are scored on). A score is evidence of"
+        " skill only by how far it clears this.",
+        "",
+        _table(
+            ["task", "split", "n", "majority (share)", "accuracy floor", "primary floor"], table
+        ),
+        "",
+    ]
+
+
+def _source_flags(rows: list[dict], floors: Floors) -> dict[tuple[str, int], bool | None]:
+    """(task, origin) -> whether that source prompt clears its test floor by a clear margin
+    (the lower end of its bootstrap 95% interval above the floor)."""
+    out = {}
+    for r in rows:
+        ci = interval(r.get("metrics"), floors.num_labels(r["task"]))
+        out[(r["task"], r["origin_seed"])] = clears_floor(
+            ci[0] if ci else None, floors.primary(r["task"])
+        )
+    return out
+
+
+def _sources(rows: list[dict], floors: Floors) -> list[str]:
     by_task: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_task[r["task"]].append(r)
-    table = []
+    flags = _source_flags(rows, floors)
+    table, failing = [], []
     for t, rs in sorted(by_task.items()):
+        rs = sorted(rs, key=lambda r: r["origin_seed"])
         ratio = [r["vector_norm"] / r["origin_norm"] for r in rs]
+        cis = []
+        for r in rs:
+            ci = interval(r.get("metrics"), floors.num_labels(t))
+            cis.append("-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
+        clear = [flags[(t, r["origin_seed"])] for r in rs]
+        known = [c for c in clear if c is not None]
+        failing += [
+            f"{t}/o{r['origin_seed']}" for r, c in zip(rs, clear, strict=True) if c is False
+        ]
         table.append(
             [
                 t,
                 len(rs),
-                _ms([r["init_test"] for r in rs]),
-                _ms([r["test"] for r in rs]),
+                floors.cell(t),
+                _score_acc([r["init_test"] for r in rs], [r.get("init_metrics") for r in rs]),
+                _score_acc([r["test"] for r in rs], [r.get("metrics") for r in rs]),
+                "; ".join(cis),
+                f"{sum(known)}/{len(known)}" if known else "-",
                 _ms(ratio),
             ]
         )
-    return [
+    lines = [
         "## Prompt tuning on the source tasks",
         "",
-        _table(["task", "origins", "untuned origin", "tuned", "norm(tau)/norm(origin)"], table),
+        "Cells: primary metric / accuracy. A source clears its floor when the lower end of its"
+        " bootstrap 95% interval lies above the floor; one that does not is kept out of every"
+        " claim below (multi-task kept fractions).",
+        "",
+        _table(
+            [
+                "task",
+                "origins",
+                "floor",
+                "untuned origin",
+                "tuned",
+                "tuned 95% interval per origin",
+                "clears floor",
+                "norm(tau)/norm(origin)",
+            ],
+            table,
+        ),
         "",
     ]
+    if failing:
+        lines += [f"- **Below or at the floor (excluded from claims): {', '.join(failing)}.**", ""]
+    return lines
 
 
-def _cross(rows: list[dict]) -> list[str]:
-    by_task: dict[str, dict[bool, list[float]]] = defaultdict(lambda: {False: [], True: []})
+def _cross(rows: list[dict], floors: Floors) -> list[str]:
+    by_task: dict[str, dict[bool, list[dict]]] = defaultdict(lambda: {False: [], True: []})
     for r in rows:
-        by_task[r["task"]][r["mixed"]].append(r["test"])
-    table = [
-        [
-            t,
-            _ms(d[False]),
-            _ms(d[True]),
-            f"{statistics.mean(d[True]) - statistics.mean(d[False]):+.3f}"
-            if d[True] and d[False]
-            else "-",
-        ]
-        for t, d in sorted(by_task.items())
-    ]
+        by_task[r["task"]][r["mixed"]].append(r)
+
+    def cell(rs: list[dict]) -> str:
+        return _score_acc([r["test"] for r in rs], [r.get("metrics") for r in rs])
+
+    table = []
+    for t, d in sorted(by_task.items()):
+        diff = "-"
+        if d[True] and d[False]:
+            mixed, own = (statistics.mean(r["test"] for r in d[m]) for m in (True, False))
+            diff = f"{mixed - own:+.3f}"
+        table.append([t, floors.cell(t), cell(d[False]), cell(d[True]), diff])
     return [
         "## Cross-origin transfer (claim 1)",
         "",
-        "A vector trained from origin A, applied to its own origin (original) or another (mixed).",
+        "A vector trained from origin A, applied to its own origin (original) or another (mixed)."
+        " Cells: primary metric / accuracy.",
         "",
-        _table(["task", "original", "mixed", "mixed - original"], table),
+        _table(["task", "floor", "original", "mixed", "mixed - original"], table),
         "",
     ]
 
@@ -151,11 +347,7 @@ def _similarity(row: dict, dest: Path, plots: bool) -> list[str]:
         )
     )
     if plots:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = _pyplot()
         fig, ax = plt.subplots(figsize=(1 + 0.6 * len(names), 0.8 + 0.5 * len(names)))
         im = ax.imshow(cos, vmin=-1, vmax=1, cmap="RdBu_r")
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
@@ -169,60 +361,83 @@ def _similarity(row: dict, dest: Path, plots: bool) -> list[str]:
     return lines + [""]
 
 
-def _multitask(rows: list[dict], dest: Path, plots: bool) -> list[str]:
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _multitask(
+    rows: list[dict], floors: Floors, source_rows: list[dict], dest: Path, plots: bool
+) -> list[str]:
+    flags = _source_flags(source_rows, floors)
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in rows:
         groups[("+".join(r["tasks"]), r["method"])].append(r)
     table, kept_plot = [], defaultdict(dict)
     worst: dict[str, dict[str, float]] = defaultdict(dict)  # combo -> method -> mean worst kept
+    excluded: set[str] = set()
     for (combo, method), rs in sorted(groups.items()):
         tasks = rs[0]["tasks"]
-        cells = []
+        cells, worst_per_row = [], [[] for _ in rs]
         for t in tasks:
-            kept = [r["kept_fraction"][t] for r in rs]
-            cells.append(f"{t}: {_ms([r['test'][t] for r in rs])} (kept {_ms(kept)})")
-            kept_plot[combo].setdefault(method, []).append(
-                statistics.mean([k for k in kept if k is not None] or [0])
+            floor = floors.primary(t)
+            above, plain = [], []
+            for i, r in enumerate(rs):
+                single = r["single_task_test"][t]
+                plain.append(plain_kept(r["test"][t], single))
+                ok = flags.get((t, r["origin_seed"]))
+                if floor is None or ok is False:
+                    excluded.add(f"{t}/o{r['origin_seed']}")
+                    above.append(None)
+                    continue
+                k = kept_above_floor(r["test"][t], single, floor)
+                above.append(k)
+                if k is not None:
+                    worst_per_row[i].append(k)
+            acc = _mean([_acc((r.get("test_metrics") or {}).get(t)) for r in rs])
+            cells.append(
+                f"{t}: {_ms([r['test'][t] for r in rs])} / {_f(acc)}"
+                f" (kept above floor {_ms(above)}; plain {_ms(plain)})"
             )
-        worst_kept = [min(v for v in r["kept_fraction"].values() if v is not None) for r in rs]
-        worst[combo][method] = statistics.mean(worst_kept)
-        table.append(
-            [
-                combo,
-                method,
-                _chosen_cell(rs),
-                "<br>".join(cells),
-                _ms(worst_kept),
-            ]
-        )
+            kept_plot[combo].setdefault(method, []).append(_mean(above) or 0.0)
+        worst_kept = [min(w) for w in worst_per_row if w]
+        if worst_kept:
+            worst[combo][method] = statistics.mean(worst_kept)
+        table.append([combo, method, _chosen_cell(rs), "<br>".join(cells), _ms(worst_kept)])
     lines = [
         "## Multi-task prompts by combination (claim 3)",
         "",
         "Vectors of several tasks combined on one origin; lambda searched on the mean validation"
-        " score of the tasks; kept = test score / that task's single-task score.",
+        " score of the tasks. Per task: primary metric / accuracy; kept above floor ="
+        " (multi - floor) / (single - floor), the share of the single-task skill above the"
+        " constant answer that survives; plain = multi / single (the paper's ratio, which"
+        " counts the floor as kept). Worst kept: the lowest above-floor kept fraction.",
         "",
         _table(
-            ["tasks", "method", "lambda / fit", "test per task (kept fraction)", "worst kept"],
-            table,
+            ["tasks", "method", "lambda / fit", "test per task", "worst kept above floor"], table
         ),
         "",
     ]
+    if excluded:
+        lines += [
+            f"- Not counted (the source prompt does not clear its floor, or no floor):"
+            f" {', '.join(sorted(excluded))}.",
+        ]
     for combo, by_method in sorted(worst.items()):
         best = max(by_method, key=by_method.get)
-        verdict = "reaches" if by_method[best] >= 0.95 else "falls short of"
+        reach = "reaches" if by_method[best] >= 0.95 else "falls short of"
         lines.append(
-            f"- {combo}: best worst-task kept fraction {by_method[best]:.3f} ({best}); "
-            f"{verdict} the 0.95 goal."
+            f"- {combo}: best worst-task kept fraction above the floor {by_method[best]:.3f}"
+            f" ({best}); {reach} the 0.95 goal."
         )
     lines.append("")
     if plots:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = _pyplot()
         for i, (combo, methods) in enumerate(sorted(kept_plot.items())):
-            # One group of bars per method, one bar per task: where each method loses what.
             tasks = combo.split("+")
             names = list(methods)
             fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -232,8 +447,9 @@ def _multitask(rows: list[dict], dest: Path, plots: bool) -> list[str]:
                 ax.bar(xs, [methods[m][j] for m in names], width, label=t)
             ax.axhline(1.0, color="k", lw=0.8, ls="--")
             ax.axhline(0.95, color="r", lw=0.8, ls=":")
+            ax.axhline(0.0, color="grey", lw=0.8)
             ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
-            ax.set_ylabel("kept fraction (test)")
+            ax.set_ylabel("kept fraction above the floor (test)")
             ax.set_title(combo, fontsize=9)
             ax.legend(fontsize=7)
             fig.tight_layout()
@@ -255,57 +471,85 @@ def _oracle_single(score: dict, inits: list[str], shots: list[int]) -> dict[int,
     return out
 
 
-def _comparisons(
+def comparisons(
     score: dict, inits: list[str], shots: list[int], oracle: dict[int, str]
-) -> list[str]:
-    """Each suggested init against the paper's fixed sum, the oracle single source and random:
-    difference of means and a paired t-test over seeds."""
-    focus = [i for i in inits if i.startswith("suggest")]
+) -> list[dict]:
+    """The comparisons of one few-shot table, each paired over the seeds both inits ran: every
+    init against the paper's sum at every k > 0, and each suggested init against the oracle
+    single source and random. Holm's correction over all of them (one family per table)."""
     paper = next((i for i in inits if i.startswith("tpv:") and "+" in i), None)
-    rows = []
-    for init in focus:
-        for k in shots:
-            mine = score.get((init, k), {})
-            if not mine:
-                continue
-            for label, other in (
-                ("paper's sum", paper),
-                ("oracle single source", oracle.get(k)),
-                ("random", "random" if "random" in inits else None),
-            ):
-                theirs = score.get((other, k), {}) if other else {}
-                common = sorted(set(mine) & set(theirs))
-                if not common:
-                    continue
-                a, b = [mine[x] for x in common], [theirs[x] for x in common]
-                diff = statistics.mean(a) - statistics.mean(b)
-                p = _paired_p(a, b)
-                rows.append(
-                    [
-                        init,
-                        str(k),
-                        f"{label} ({other})",
-                        f"{statistics.mean(a):.3f} vs {statistics.mean(b):.3f}",
-                        f"{diff:+.3f}",
-                        "better" if diff > 0 else ("worse" if diff < 0 else "tie"),
-                        "-" if p is None else f"{p:.2f}",
-                        str(len(common)),
-                    ]
-                )
+    pairs: list[tuple[str, int, str, str]] = []
+    for k in shots:
+        if k == 0:
+            continue  # k = 0 is one row per init (no seeds to pair over)
+        for init in inits:
+            if paper and init != paper:
+                pairs.append((init, k, "paper's sum", paper))
+            if init.startswith("suggest"):
+                if oracle.get(k):
+                    pairs.append((init, k, "oracle single source", oracle[k]))
+                if "random" in inits:
+                    pairs.append((init, k, "random", "random"))
+    out = []
+    for init, k, label, other in pairs:
+        mine, theirs = score.get((init, k), {}), score.get((other, k), {})
+        common = sorted(set(mine) & set(theirs))
+        if not common:
+            continue
+        a, b = [mine[x] for x in common], [theirs[x] for x in common]
+        out.append(
+            {
+                "init": init,
+                "shots": k,
+                "against": f"{label} ({other})",
+                "mean": statistics.mean(a),
+                "other_mean": statistics.mean(b),
+                "diff": statistics.mean(a) - statistics.mean(b),
+                "p": paired_t(a, b),
+                "p_sign_flip": sign_flip(a, b) if len(a) <= 20 else None,
+                "seeds": len(common),
+            }
+        )
+    for c, p_adj in zip(out, holm([c["p"] for c in out]), strict=True):
+        c["p_holm"] = p_adj
+        c["verdict"] = verdict(c["diff"], p_adj)
+    return out
+
+
+def _comparison_table(rows: list[dict]) -> list[str]:
     if not rows:
         return []
-    header = ["init", "shots", "against", "means", "diff", "", "p (paired t)", "seeds"]
-    return [_table(header, rows), ""]
+    header = ["init", "shots", "against", "means", "diff", "p (paired t)", "p (sign-flip)",
+              "p (Holm)", "verdict", "seeds"]  # fmt: skip
+    body = [
+        [
+            c["init"],
+            str(c["shots"]),
+            c["against"],
+            f"{c['mean']:.3f} vs {c['other_mean']:.3f}",
+            f"{c['diff']:+.3f}",
+            format_p(c["p"]),
+            format_p(c["p_sign_flip"]),
+            format_p(c["p_holm"]),
+            c["verdict"],
+            str(c["seeds"]),
+        ]
+        for c in rows
+    ]
+    return [
+        f"Paired over seeds; Holm's correction over the {len(rows)} comparisons of this table;"
+        f" better/worse only where the corrected p is below {ALPHA}.",
+        "",
+        _table(header, body),
+        "",
+    ]
 
 
-def _fewshot_settings(out: Path) -> list[str]:
-    """The model selection every init shared, from the recorded config (experiment.json)."""
-    import json
-
-    path = out / "experiment.json"
-    if not path.exists():
+def _fewshot_settings(manifest: dict | None) -> list[str]:
+    """The model selection every init shared, from the recorded config (the manifest)."""
+    if not manifest:
         return []
-    cfg = json.loads(path.read_text())
+    cfg = manifest.get("config", manifest)  # older manifests were the bare config
     t = cfg.get("fewshot_train") or {}
     return [
         "Fairness: every init is tuned with the same settings "
@@ -316,13 +560,13 @@ def _fewshot_settings(out: Path) -> list[str]:
     ]
 
 
-def _fewshot(rows: list[dict], dest: Path, plots: bool) -> list[str]:
+def _fewshot(rows: list[dict], floors: Floors, dest: Path, plots: bool) -> list[str]:
     lines = [
         "## Few-shot initialisation on target tasks (claim 2)",
         "",
         "Each init is tuned on k shots per class; k=0 scores the initialisation itself. The best"
         " prompt on validation is kept (the initialisation counts), for every method alike."
-        " p: paired t-test over seeds between each init and the first tpv init.",
+        " Cells: primary metric (mean ± std over seeds) / mean accuracy.",
         "",
     ]
     by_target: dict[str, list[dict]] = defaultdict(list)
@@ -331,22 +575,19 @@ def _fewshot(rows: list[dict], dest: Path, plots: bool) -> list[str]:
     for target, rs in sorted(by_target.items()):
         inits = list(dict.fromkeys(r["init"] for r in rs))
         shots = sorted({r["shots"] for r in rs})
-        ref = next((i for i in inits if i.startswith("tpv")), None)
         score: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
+        acc: dict[tuple[str, int], list[float | None]] = defaultdict(list)
         for r in rs:
             score[(r["init"], r["shots"])][r["seed"]] = r["test"]
-        table = []
+            acc[(r["init"], r["shots"])].append(_acc(r.get("metrics")))
+        table = [["floor (best constant answer)"] + [floors.cell(target)] * len(shots)]
         for init in inits:
             cells = []
             for k in shots:
                 s = score.get((init, k), {})
-                cell = _ms(list(s.values()))
-                if ref and init != ref and k > 0:
-                    common = sorted(set(s) & set(score.get((ref, k), {})))
-                    p = _paired_p([score[(ref, k)][x] for x in common], [s[x] for x in common])
-                    if p is not None:
-                        cell += f" (p={p:.2f})"
-                cells.append(cell)
+                cells.append(
+                    f"{_ms(list(s.values()))} / {_f(_mean(acc.get((init, k), [])))}" if s else "-"
+                )
             table.append([init] + cells)
         oracle = _oracle_single(score, inits, shots)
         if oracle:
@@ -360,18 +601,17 @@ def _fewshot(rows: list[dict], dest: Path, plots: bool) -> list[str]:
                 ]
             )
         lines += [f"### {target}", "", _table(["init"] + [f"{k} shots" for k in shots], table), ""]
-        lines += _comparisons(score, inits, shots, oracle)
+        lines += _comparison_table(comparisons(score, inits, shots, oracle))
         if plots:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
+            plt = _pyplot()
             fig, ax = plt.subplots(figsize=(5, 3.2))
             for init in inits:
                 ks = [k for k in shots if score.get((init, k))]
                 means = [statistics.mean(score[(init, k)].values()) for k in ks]
                 ax.plot(ks, means, marker="o", label=init)
+            floor = floors.primary(target)
+            if floor is not None:
+                ax.axhline(floor, color="grey", lw=0.8, ls="--", label="floor")
             ax.set_xlabel("shots per class")
             ax.set_ylabel("test score")
             ax.set_title(target)

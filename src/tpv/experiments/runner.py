@@ -1,6 +1,7 @@
 """Run the declared grid: one JSON row per job, finished rows skipped, shards split by index.
 
 Stages run in order, each a list of jobs with stable keys:
+  floors        the best constant answer per task and split (gold labels only, no model)
   sources       tune a prompt per (source task, origin seed)             -> run dirs + rows
   cross_origin  tau trained from origin a applied to origin b, tested    -> "original" vs "mixed"
   similarity    cosine of every pair of source vectors (no model needed)
@@ -9,7 +10,9 @@ Stages run in order, each a list of jobs with stable keys:
   fewshot       tune on k shots of a target from: random origin, tpv sum, SpoT prompt; k=0 scores
                 the initialisation itself; attempt:A+B trains the ATTEMPT baseline instead
 Rows live in OUT/rows/<stage>/<key>.json (atomic writes), so a killed grid resumes where it was,
-and `--shard i/n` runs every job whose index in its stage is i mod n.
+and `--shard i/n` runs every job whose index in its stage is i mod n. A recorded row is reused
+only when its job hash (tpv.experiments.grid) matches the job's settings under this config;
+rows made under other settings are refused, or redone with `redo_stale`.
 """
 
 from __future__ import annotations
@@ -17,16 +20,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tpv import merge
 from tpv.evaluate import task_mean
+from tpv.experiments import rows as rowfile
 from tpv.experiments.config import STAGES, ExperimentConfig
-from tpv.io import write_json
+from tpv.experiments.grid import job_hash, job_settings
+from tpv.experiments.rows import read_rows  # noqa: F401  (re-exported: the old import path)
 from tpv.tasks.fewshot import subsample
 from tpv.vectors import Origin, SoftPrompt, TaskPromptVector, load, sum_vectors
 
@@ -42,6 +48,10 @@ class Job:
 
 class MissingDependency(RuntimeError):
     """A job needs the output of an earlier stage that has not run (yet) on this machine."""
+
+
+class StaleRows(RuntimeError):
+    """Recorded rows were made under other settings than this config gives their jobs."""
 
 
 class Runner:
@@ -100,7 +110,10 @@ class Runner:
     def jobs(self, stage: str) -> list[Job]:
         c = self.cfg
         out: list[Job] = []
-        if stage == "sources":
+        if stage == "floors":
+            tasks = list(dict.fromkeys([*c.sources, *c.fewshot_targets]))
+            out = [Job(stage, t, {"task": t}) for t in tasks]
+        elif stage == "sources":
             out = [
                 Job(stage, f"{t}__o{s}", {"task": t, "origin_seed": s})
                 for t in c.sources
@@ -141,25 +154,73 @@ class Runner:
         return out
 
     def row_path(self, job: Job) -> Path:
-        return self.out / "rows" / job.stage / f"{job.key}.json"
+        return rowfile.row_path(self.out, job.stage, job.key)
+
+    def job_hash(self, job: Job) -> str:
+        return job_hash(self.cfg, job.stage, job.params)
+
+    def row_state(self, job: Job) -> str:
+        """ "missing", "current" (recorded under this job's settings) or "stale"."""
+        path = self.row_path(job)
+        if not path.exists():
+            return "missing"
+        return (
+            "current" if rowfile.read_row(path).get("job_hash") == self.job_hash(job) else "stale"
+        )
+
+    def manifest(self, code_commit: str | None = None) -> dict:
+        """The config this directory runs and every job's hash: what the report checks rows
+        against (it reads this file, not the config, so it needs no torch)."""
+        return {
+            "config": asdict(self.cfg),
+            "config_file": self.cfg.source,
+            "config_sha": self.config_sha,
+            "code_commit": code_commit or rowfile.code_commit(),
+            "jobs": {s: {j.key: self.job_hash(j) for j in self.jobs(s)} for s in STAGES},
+        }
 
     def run(
-        self, stages: list[str] | None = None, shard: tuple[int, int] = (0, 1)
+        self,
+        stages: list[str] | None = None,
+        shard: tuple[int, int] = (0, 1),
+        *,
+        redo_stale: bool = False,
     ) -> dict[str, int]:
-        """Run the unfinished jobs of this shard; returns counts of done / skipped rows."""
+        """Run the unfinished jobs of this shard; returns counts of done / skipped / redone rows.
+
+        A recorded row made under other settings (another job hash, or none: rows older than
+        job hashes) stops the run before anything runs, unless `redo_stale`: then the row and
+        the job's run directory are thrown away and the job runs again.
+        """
         i, n = shard
         if not (0 <= i < n):
             raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
-        counts = {"done": 0, "skipped": 0}
+        counts = {"done": 0, "skipped": 0, "redone": 0}
+        todo = {
+            s: [j for idx, j in enumerate(self.jobs(s)) if idx % n == i] for s in stages or STAGES
+        }
+        stale = [job for jobs in todo.values() for job in jobs if self.row_state(job) == "stale"]
+        if stale and not redo_stale:
+            keys = ", ".join(f"{j.stage}/{j.key}" for j in stale[:5])
+            raise StaleRows(
+                f"{self.out}: {len(stale)} recorded row(s) were made under other settings than "
+                f"{self.cfg.source or 'this config'} gives them ({keys}"
+                f"{', ...' if len(stale) > 5 else ''}); redo them with --redo-stale, "
+                "or run this config into another out directory"
+            )
         self.out.mkdir(parents=True, exist_ok=True)
-        write_json(self.out / "experiment.json", asdict(self.cfg))
-        for stage in stages or list(STAGES):
-            jobs = [j for idx, j in enumerate(self.jobs(stage)) if idx % n == i]
+        code = rowfile.code_commit()
+        rowfile.write_manifest(self.out, self.manifest(code))
+        stale_keys = {(j.stage, j.key) for j in stale}
+        for stage, jobs in todo.items():
             for j, job in enumerate(jobs):
                 path = self.row_path(job)
-                if path.exists():
+                redo = (stage, job.key) in stale_keys
+                if path.exists() and not redo:
                     counts["skipped"] += 1
                     continue
+                if redo:
+                    self._discard(job)
                 log.info("[%s %d/%d] %s", stage, j + 1, len(jobs), job.key)
                 start = time.perf_counter()
                 row = getattr(self, f"_run_{stage}")(**job.params)
@@ -168,12 +229,24 @@ class Runner:
                     key=job.key,
                     params=job.params,
                     seconds=time.perf_counter() - start,
-                    model=self.backbone.name,
+                    model=self.backbone.name if stage != "floors" else self.cfg.model,
+                    scorer=self.cfg.scorer,
                     config_sha=self.config_sha,
+                    job_hash=self.job_hash(job),
+                    settings=job_settings(self.cfg, job.stage, job.params),
+                    code_commit=code,
                 )
-                write_json(path, row)
-                counts["done"] += 1
+                rowfile.write_json_atomic(path, row)
+                counts["redone" if redo else "done"] += 1
         return counts
+
+    def _discard(self, job: Job) -> None:
+        """A stale job's row and run outputs, so that nothing of the old settings is resumed."""
+        log.warning("redoing %s/%s: recorded under other settings", job.stage, job.key)
+        self.row_path(job).unlink(missing_ok=True)
+        run_dir = self.out / "runs" / job.stage / job.key
+        if run_dir.is_dir():
+            shutil.rmtree(run_dir)
 
     @property
     def config_sha(self) -> str:
@@ -182,6 +255,21 @@ class Runner:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     # --- stages ---------------------------------------------------------------------------------
+    def _run_floors(self, task: str) -> dict:
+        """The best constant answer per metric on the same seeded samples the other stages
+        score (validation: eval_examples, test: test_examples), with the gold labels."""
+        from tpv import metrics
+        from tpv.floors import constant_floors
+
+        t = self.task(task)
+        limits = {"validation": self.cfg.eval_examples, "test": self.cfg.test_examples}
+        splits = {}
+        for split, limit in limits.items():
+            gold = [ex.label for ex in subsample(t.split(split), limit)]
+            floors = constant_floors(gold, len(t.labels), t.metric)
+            splits[split] = {"floors": floors, "gold": metrics.encode_labels(gold)}
+        return {"task": task, "metric": t.metric, "labels": list(t.labels), "splits": splits}
+
     def source_dir(self, task: str, seed: int) -> Path:
         return self.out / "runs" / "sources" / f"{task}__o{seed}"
 
@@ -226,6 +314,8 @@ class Runner:
             "origin_seed": origin_seed,
             "test": m.test["score"],
             "init_test": m.init_test["score"],
+            "metrics": m.test,  # every metric and the per-example record (bootstrap)
+            "init_metrics": m.init_test,
             "best_val": m.best_val,
             "steps": m.steps,
             "vector_norm": m.vector_norm,
@@ -291,7 +381,8 @@ class Runner:
             prompt, search = merge.combine_searched(
                 name, vectors, origin, mean_val, self.cfg.lambda_grid, names=tasks, **params
             )
-        scores = {t: self.test_score(t, prompt)["score"] for t in tasks}
+        test_metrics = {t: self.test_score(t, prompt) for t in tasks}
+        scores = {t: r["score"] for t, r in test_metrics.items()}
         # Kept with the row: the prompt itself (to look at again) and its validation per task
         # (what selection saw, next to test).
         key = _multitask_key(tasks, method, origin_seed)
@@ -307,6 +398,7 @@ class Runner:
             "lambda": search.best,
             "lambda_history": search.history,
             "test": scores,
+            "test_metrics": test_metrics,
             "val": val,
             "prompt_file": str(prompt_file),
             "single_task_test": single,
@@ -390,6 +482,7 @@ class Runner:
         m = train(cfg, backbone=self.backbone, task=self.task(target), resume=True, progress=False)
         return row | {
             "test": m.test["score"],
+            "metrics": m.test,  # accuracy beside the primary metric at every k
             "best_step": m.best_step,
             "init_val": m.init_val,
             "best_val": m.best_val,
@@ -459,8 +552,3 @@ def _multitask_key(tasks: list[str], method: dict, origin_seed: int) -> str:
 def _method_label(m: dict) -> str:
     params = ",".join(f"{k}={v}" for k, v in sorted(m.items()) if k != "method")
     return m["method"] + (f"({params})" if params else "")
-
-
-def read_rows(out: str | Path) -> Iterator[dict]:
-    for path in sorted(Path(out).glob("rows/*/*.json")):
-        yield json.loads(path.read_text())
