@@ -202,14 +202,17 @@ def test_config_errors_name_the_field(tmp_path):
         ExperimentConfig.load(tmp_path / "missing.toml")
 
 
-@pytest.mark.parametrize("name", ["offline", "paper-t5", "paper-llama"])
+@pytest.mark.parametrize("name", ["offline", "paper-t5", "paper-llama", "study", "study-gpu"])
 def test_shipped_configs_load_and_expand(name):
     from pathlib import Path
 
     cfg = ExperimentConfig.load(Path(__file__).parent.parent / "configs" / f"{name}.toml")
     runner = Runner(cfg)
     assert runner.jobs("sources") and runner.jobs("fewshot")
-    if name != "offline":
+    if name.startswith("study"):  # the decisive study: 3 origins, early stopping, one scorer
+        assert cfg.origin_seeds == [0, 1, 2] and cfg.train["patience"] and cfg.num_tokens == 50
+        assert cfg.scorer == "rank_calibrated" and cfg.test_examples is None
+    elif name != "offline":
         assert len(cfg.origin_seeds) == 10 and cfg.scorer == "generate"
         assert "tpv:mnli+qnli" in cfg.inits_for("scitail")
 
