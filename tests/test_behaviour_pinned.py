@@ -126,6 +126,20 @@ def _untimed(x):
     return x
 
 
+# Row fields added after the pin (the study's bookkeeping: job hash, settings, code commit, the
+# scorer, accuracy and per-example records beside the scores): the pin covers what was there.
+ADDED = {"job_hash", "settings", "code_commit", "scorer", "init_metrics", "test_metrics"}
+
+
+def _pinned_fields(row: dict) -> dict:
+    row = {k: v for k, v in row.items() if k not in ADDED}
+    if row["stage"] == "sources" or (row["stage"] == "fewshot" and row["shots"] > 0):
+        row.pop("metrics", None)
+    if isinstance(row.get("metrics"), dict):
+        row["metrics"] = {k: v for k, v in row["metrics"].items() if k != "per_example"}
+    return row
+
+
 def _grid(tmp) -> dict:
     tasks = _tasks()
     cfg = ExperimentConfig.from_dict(
@@ -164,8 +178,9 @@ def _grid(tmp) -> dict:
     del tasks
     out = tmp / "grid"
     rows = {
-        f"{p.parent.name}/{p.stem}": _untimed(json.loads(p.read_text()))
+        f"{p.parent.name}/{p.stem}": _untimed(_pinned_fields(json.loads(p.read_text())))
         for p in sorted(out.glob("rows/*/*.json"))
+        if p.parent.name != "floors"  # a stage added after the pin (no model involved)
     }
     got = {"rows": hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]}
     for p in sorted(out.glob("runs/**/*.safetensors")):
