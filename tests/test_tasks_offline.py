@@ -40,7 +40,7 @@ def home(tmp_path, monkeypatch):
 def test_roles_in_the_papers_shape():
     assert OFFLINE_SOURCES == ("rotten_tomatoes", "tweets3", "bbc_news")
     assert OFFLINE_TARGETS == ("amazon_polarity", "nyt_polarity", "vader_tweets")
-    assert list_tasks(role="offline extra") == ["political_speeches"]
+    assert list_tasks(role="offline extra") == ["political_speeches", "bbc_headlines"]
     bbc = get_task("bbc_news")
     assert bbc.labels == tuple(sorted(bbc.labels))
     assert get_task("tweets3").input_fields == ("tweet",)
@@ -200,7 +200,11 @@ def test_cli_list_json_roles():
     assert rows["rotten_tomatoes"]["role"] == "offline source"
     assert rows["amazon_polarity"]["metric"] == "f1_binary"
     assert rows["mnli"]["labels"] == ["entailment", "neutral", "contradiction"]
-    assert rows["squad_v2"]["supported"] is False
+    assert rows["squad_v2"]["supported"] is True and rows["squad_v2"]["kind"] == "generation"
+    assert rows["math"]["metric"] == "math" and rows["squad_v2"]["metric"] == "squad_v2"
+    assert rows["bbc_headlines"]["kind"] == "generation"
+    assert rows["bbc_headlines"]["metric"] == "rouge_l"
+    assert all(r["supported"] for r in rows.values())
     table = CliRunner().invoke(app, ["list", "--role", "offline target"])
     assert "vader_tweets" in table.output and "mnli" not in table.output
 
@@ -294,3 +298,21 @@ def test_real_examples_render(built):
     assert task.render(ex, "t5") == f"rotten_tomatoes review: {ex.fields['review']}"
     bbc = built["bbc_news"]["train"][0].fields["article"]
     assert "\n" not in bbc and len(bbc) > 200
+
+
+@pytest.mark.slow
+def test_real_bbc_headlines_generation_task(built, real_home):
+    task = get_task("bbc_headlines")
+    assert task.is_generation and task.metric == "rouge_l" and task.labels == ()
+    splits = built["bbc_headlines"]
+    assert {k: len(v) for k, v in splits.items()} == {"train": 1327, "validation": 200,
+                                                      "test": 500}  # fmt: skip
+    ex = splits["test"][0]
+    assert ex.answers and ex.answers[0] and "\n" not in ex.answers[0]
+    assert task.target(ex) == ex.answers[0]
+    assert task.render(ex).endswith("\nheadline:") and ex.fields["story"] in task.render(ex)
+    leads = [offline.norm_key(e.fields["story"]) for rows in splits.values() for e in rows]
+    assert len(leads) == len(set(leads))
+    assert task.split("train") == splits["train"]  # read back from the cache, answers included
+    meta = offline.read_meta("bbc_headlines")
+    assert meta["labels"] == [] and meta["sizes"]["test"] == 500

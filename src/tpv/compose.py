@@ -216,9 +216,11 @@ def fit_multitask(
     tasks: Sequence[Task],
     val_score: Callable[[SoftPrompt], float],
     cfg: FitConfig | None = None,
+    tracker=None,
 ) -> FitResult:
     """Fit one prompt for all `tasks` (vectors[i] was tuned on tasks[i]); `val_score` is the
-    selection criterion, e.g. the tasks' mean validation score."""
+    selection criterion, e.g. the tasks' mean validation score. `tracker` (a
+    `tpv.tracking.RunTracker`) receives the loss, lr and mean validation as they come."""
     cfg = cfg or FitConfig()
     if len(vectors) != len(tasks) or not vectors:
         raise ValueError(f"fit: got {len(vectors)} vector(s) for {len(tasks)} task(s)")
@@ -229,6 +231,8 @@ def fit_multitask(
     init_val = best_val = float(val_score(best))
     best_step, evals = 0, [{"step": 0, "val": init_val}]
     log.info("fit %s (%s): step 0 mean val %.4f", cfg.mode, "+".join(names), init_val)
+    if tracker is not None:
+        tracker.log({"val/score": init_val}, 0)
     order = StepOrder(len(items), cfg.seed)
     share = cfg.share_prefix and fit.model.can_share_prefix
     seconds = 0.0
@@ -246,6 +250,8 @@ def fit_multitask(
             on_grads=fit.weights_grad if fit.weights is not None else None,
         ).loss
         seconds += time.perf_counter() - t0
+        if tracker is not None:
+            tracker.log_step(step, float(loss.detach()), fit.scheduler.get_last_lr()[0])
         if step % cfg.eval_every == 0 or step == cfg.steps:
             candidate, w = fit.current()
             score = float(val_score(candidate))
@@ -257,8 +263,12 @@ def fit_multitask(
                 float(loss.detach()),
                 score,
             )
+            if tracker is not None:
+                tracker.log({"val/score": score}, step)
             if score > best_val:
                 best, best_weights, best_val, best_step = candidate, w, score, step
+    if tracker is not None:
+        tracker.log({"best_val": best_val, "best_step": best_step}, cfg.steps)
     return FitResult(
         prompt=best,
         best_step=best_step,

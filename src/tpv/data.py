@@ -22,8 +22,8 @@ IGNORE = -100  # label id the loss skips (padding, input positions)
 @dataclass(frozen=True)
 class Encoded:
     input_ids: tuple[int, ...]  # the rendered input (chat template included where used)
-    target_ids: tuple[int, ...]  # the answer to train on (label word + end token)
-    label: int
+    target_ids: tuple[int, ...]  # the answer to train on (label word or answer text + end token)
+    label: int  # NO_LABEL for generation tasks
     value: float | None = None
 
 
@@ -63,8 +63,20 @@ class Encoder:
         return _truncate_middle(tuple(ids), self.max_input_tokens)
 
     def encode(self, example: Example) -> Encoded:
+        if self.task.is_generation:
+            return Encoded(self.input_ids(example), self.answer_ids(example), example.label)
         answer = self.label_ids[example.label] + (self.end_id,)
         return Encoded(self.input_ids(example), answer, example.label, example.value)
+
+    def answer_ids(self, example: Example) -> tuple[int, ...]:
+        """A generation task's training target: its answer text + end token, teacher-forced like
+        a label word. An answer longer than the task's `max_new_tokens` is cut there without an
+        end token (generation could not go further either)."""
+        ids = self._answer_ids(self.task.target(example))
+        if not ids:
+            raise ValueError(f"task {self.task.name!r}: an answer tokenises to nothing")
+        limit = self.task.max_new_tokens
+        return ids[:limit] if len(ids) >= limit else ids + (self.end_id,)
 
     def encode_all(self, examples: Sequence[Example]) -> list[Encoded]:
         return [self.encode(ex) for ex in examples]

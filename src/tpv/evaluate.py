@@ -6,6 +6,9 @@ rank: score every label word's tokens after the prompt and input and pick the be
       (tpv.scoring).
 generate: greedy decoding of at most `max_new_tokens`, case-insensitive match against the label
       words (the paper's protocol); text matching no label counts as wrong.
+Generation tasks (SQuAD v2, MATH, headlines) are always scored by generation, whatever the
+scorer asked for: the decoded text goes to the task's metric (`tpv.textmetrics`), and
+`max_new_tokens` defaults to the task's own (answers are longer than label words).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from tpv import metrics
+from tpv import metrics, textmetrics
 from tpv.backbone import Backbone
 from tpv.data import Encoded, Encoder, batches
 from tpv.prompted import PromptedModel
@@ -77,14 +80,18 @@ class Evaluator:
         scorer: str | Scorer = DEFAULT_SCORER,
         batch_size: int = 32,
         max_input_tokens: int = 256,
-        max_new_tokens: int = 16,
+        max_new_tokens: int | None = None,
         encoder: Encoder | None = None,
     ):
         scorer = Scorer.parse(scorer, "scorer")
         if not examples:
             raise ValueError(f"task {task.name!r}: no examples to evaluate")
+        if task.is_generation:
+            scorer = "generate"  # there are no label words to rank
         self.backbone, self.task, self.scorer = backbone, task, scorer
-        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens or task.max_new_tokens
+        self.answers = [ex.answers for ex in examples]
         self.encoder = encoder or Encoder(backbone, task, max_input_tokens)
         self.items: list[Encoded] = self.encoder.encode_all(examples)
         # The calibrated rule's content-free inputs, in the same template (tpv.scoring).
@@ -118,6 +125,8 @@ class Evaluator:
             check_model(prompt, self.backbone)
             per_input = isinstance(prompt, torch.nn.Module)
             model = PromptedModel(self.backbone, prompt if per_input else prompt_tensor(prompt))
+        if self.task.is_generation:
+            return self._score_generation(model)
         start = time.perf_counter()
         n = len(self.items)
         pred = [metrics.INVALID] * n
@@ -160,6 +169,31 @@ class Evaluator:
         }
         return result
 
+    def generate_texts(self, model: PromptedModel) -> list[str]:
+        """Greedy answers, in the order of the examples."""
+        texts = [""] * len(self.items)
+        for idx, batch in batches(self.items, self.batch_size, model.pad_id, self.seq2seq):
+            out = model.generate(batch.to(model.prompt.device), self.max_new_tokens)
+            for i, text in zip(idx, self.encoder.tok.batch_decode(out, skip_special_tokens=True),
+                               strict=True):  # fmt: skip
+                texts[i] = text.strip()
+        return texts
+
+    def _score_generation(self, model: PromptedModel) -> dict:
+        start = time.perf_counter()
+        texts = self.generate_texts(model)
+        seconds = time.perf_counter() - start
+        result = textmetrics.compute(self.task.metric, texts, self.answers, self.task.no_answer)
+        # A few answers beside their gold, to see what a score means.
+        result["samples"] = [
+            {"prediction": t, "gold": list(a)}
+            for t, a in zip(texts[:3], self.answers[:3], strict=True)
+        ]
+        n = len(texts)
+        result.update(scorer="generate", max_new_tokens=self.max_new_tokens, seconds=seconds,
+                      examples_per_s=n / max(seconds, 1e-9))  # fmt: skip
+        return result
+
     def _match(self, text: str) -> int:
         t = text.strip().lower()
         for i, word in enumerate(self.task.labels):
@@ -186,9 +220,9 @@ def evaluate(
     batch_size: int = 32,
     max_examples: int | None = None,
     max_input_tokens: int = 256,
-    max_new_tokens: int = 16,
+    max_new_tokens: int | None = None,
 ) -> dict:
-    """Score one prompt on one split of a task."""
+    """Score one prompt on one split of a task (`max_new_tokens` None: the task's own)."""
     examples = task.split(split)
     if max_examples is not None:
         examples = subsample(examples, max_examples)

@@ -1,4 +1,12 @@
-"""Task metrics. An invalid prediction (-1: generation matched no label) always counts as wrong."""
+"""Task metrics. An invalid prediction (-1: generation matched no label) always counts as wrong.
+
+Two-label tasks score an invalid answer as the wrong label, as the paper's code does (it
+replaces an invalid prediction by the reverse of the gold label before F1): a false negative
+on a gold-positive example and a false positive on a gold-negative one. Scoring it as "no
+class" instead would let a model that answers gibberish on every negative example keep a
+perfect binary F1. With more labels there is no single wrong label: an invalid answer is a
+false negative of its gold class only.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +29,20 @@ def _f1(pred: Sequence[int], gold: Sequence[int], cls: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
+def invalid_as_wrong_label(pred: Sequence[int], gold: Sequence[int]) -> list[int]:
+    """Two labels: each invalid prediction becomes the label that is not gold (1 - gold)."""
+    return [1 - g if p == INVALID else p for p, g in zip(pred, gold, strict=True)]
+
+
 def f1_binary(pred: Sequence[int], gold: Sequence[int]) -> float:
-    """F1 of class 1 (the second label word is the positive class, as in the paper)."""
-    return _f1(pred, gold, 1)
+    """F1 of class 1 (the second label word is the positive class, as in the paper); an invalid
+    prediction counts as the wrong label (see the module docstring)."""
+    return _f1(invalid_as_wrong_label(pred, gold), gold, 1)
 
 
 def f1_macro(pred: Sequence[int], gold: Sequence[int], num_labels: int) -> float:
+    if num_labels == 2:
+        pred = invalid_as_wrong_label(pred, gold)
     return sum(_f1(pred, gold, c) for c in range(num_labels)) / num_labels
 
 

@@ -142,3 +142,30 @@ def keyword_task(
         template=template,
         loader=loader,
     )
+
+
+def phrase_task(n_train: int = 64, n_val: int = 32, n_test: int = 32, seed: int = 0) -> Task:
+    """A generation task: write the three words of the hidden keyword's group ("sunny bright
+    warm" or "rainy dark cold"), scored by ROUGE-L; a multi-token free-text target that a
+    prompt can learn."""
+    base = keyword_task(n_train, n_val, n_test, seed)
+    phrases = tuple(" ".join(ws) for ws in KEYWORDS.values())
+
+    def loader() -> dict[str, list[Example]]:
+        return {
+            split: [
+                Example(ex.fields, label=-1, answers=(phrases[ex.label],)) for ex in rows
+            ]
+            for split, rows in base.splits.items()
+        }
+
+    return Task(
+        name="phrase",
+        input_fields=("text",),
+        labels=(),
+        metric="rouge_l",
+        source="synthetic",
+        template="{text} label :",
+        loader=loader,
+        max_new_tokens=6,
+    )

@@ -27,6 +27,7 @@ from tpv.prompted import PromptedModel
 from tpv.scoring import SCORER_HELP, Scorer
 from tpv.step import StepOrder, train_step
 from tpv.tasks.base import Task
+from tpv.tracking import ReportTo
 from tpv.vectors import Origin, OriginStrategy, SoftPrompt, TaskPromptVector, load, sum_vectors
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,11 @@ class TrainConfig:
     eval_batch_size: int = option(32, "Batch size of evaluation.")
     max_input_tokens: int = option(256, "Inputs are cut to this many tokens.")
     seed: int = option(0, "Seed of the data order.")
-    shots: int | None = option(None, "Few-shot: k training examples per class (0: all).", none_as=0)
+    shots: int | None = option(
+        None,
+        "Few-shot: k training examples per class; generation tasks: k in all (0: all).",
+        none_as=0,
+    )
     shots_seed: int = option(0, "Seed of the few-shot sample.")
     train_examples: int | None = option(None, "Cap on the train split (0: all).", none_as=0)
     checkpoint_every: int | None = option(
@@ -121,6 +126,11 @@ class TrainConfig:
     attempt_lr: float | None = option(
         None, "ATTEMPT attention module learning rate (default: --lr)."
     )
+    report_to: ReportTo = option(
+        ReportTo.none,
+        "Experiment tracker (Accelerate): none | tensorboard | wandb | mlflow; "
+        "WANDB_MODE=offline works without an account.",
+    )
 
     def __post_init__(self) -> None:
         self.method = Method.parse(self.method, "method")
@@ -129,6 +139,7 @@ class TrainConfig:
         if self.method != Method.attempt and self.sources:
             raise ValueError("source prompts (--source) are for --method attempt")
         self.schedule = Schedule.parse(self.schedule, "schedule")
+        self.report_to = ReportTo.parse(self.report_to, "report_to")
         self.scorer = Scorer.parse(self.scorer, "scorer")
         self.origin_strategy = OriginStrategy.parse(self.origin_strategy, "origin_strategy")
         if self.batch_size % self.grad_accum:
@@ -350,8 +361,12 @@ def train(
     `out/metrics.json`. Set up -> (resume) -> loop -> test the best prompt -> write the run."""
     from accelerate import Accelerator
 
-    acc = Accelerator(cpu=not torch.cuda.is_available())
+    from tpv import tracking
+
     out = Path(cfg.out)
+    acc = Accelerator(
+        cpu=not torch.cuda.is_available(), **tracking.accelerator_kwargs(cfg.report_to, out)
+    )
     main = acc.is_main_process
     backbone = backbone or Backbone.load(cfg.model, dtype=_resolve_dtype(cfg), device=acc.device)
     if task is None:
@@ -378,6 +393,9 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", asdict(cfg) | {"resolved_max_steps": data.max_steps})
         _truncate_log(out / "log.jsonl", state.step)
+    tracker = tracking.RunTracker(
+        acc, cfg.report_to, out.name, asdict(cfg) | {"resolved_max_steps": data.max_steps}
+    )
 
     def evaluate_now(step: int) -> dict:
         result = val(None, model=model)
@@ -389,6 +407,7 @@ def train(
             state.bad_evals += 1
         state.evals.append({"step": step, "val": result["score"]})
         _log(out / "log.jsonl", main, {"step": step, "val": result["score"], "val_metrics": result})
+        tracker.log_eval(step, result)
         return result
 
     if state.step == 0:
@@ -396,20 +415,25 @@ def train(
         state.init_val = evaluate_now(0)["score"]
     stopped_early = _loop(
         cfg, acc, model, ddp_model, optimizer, scheduler, data, state, best, evaluate_now,
-        progress=progress and main,
+        progress=progress and main, tracker=tracker,
     )  # fmt: skip
     acc.wait_for_everyone()
     if mixture is not None:
-        return _finish_attempt(
+        result = _finish_attempt(
             cfg, acc, backbone, task, data, origin, init, state, best, initial, stopped_early,
             mixture,
         )  # fmt: skip
-    return _finish(cfg, acc, backbone, task, data, origin, init, state, best, stopped_early)
+    else:
+        result = _finish(cfg, acc, backbone, task, data, origin, init, state, best, stopped_early)
+    tracker.log_final(result.as_dict())
+    tracker.finish()
+    return result
 
 
 def _loop(
-    cfg, acc, model, ddp_model, optimizer, scheduler, data, state, best, evaluate_now, *, progress
-) -> bool:
+    cfg, acc, model, ddp_model, optimizer, scheduler, data, state, best, evaluate_now, *, progress,
+    tracker=None,
+) -> bool:  # fmt: skip
     """Steps until max_steps (or patience runs out); evaluates and checkpoints on schedule.
     Returns whether it stopped early."""
     out, main, max_steps = Path(cfg.out), acc.is_main_process, data.max_steps
@@ -442,6 +466,8 @@ def _loop(
             main,
             {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0]},
         )
+        if tracker is not None:
+            tracker.log_step(step, loss_value, scheduler.get_last_lr()[0])
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}", best=f"{state.best_score:.3f}")
         if step % cfg.eval_every == 0 or step == max_steps:

@@ -223,6 +223,13 @@ def compose_cmd(
     eval_examples: Annotated[int, typer.Option(help="Validation examples per task.")] = 200,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
+    report_to: Annotated[
+        str,
+        typer.Option(
+            help="Experiment tracker: none | tensorboard | wandb | mlflow; files go to "
+            "OUT.tracking/ beside the prompt."
+        ),
+    ] = "none",
     *,
     config_values: dict[str, Any],
     task_values: dict[str, Any],
@@ -234,9 +241,13 @@ def compose_cmd(
         --task rotten_tomatoes --task tweets3 --origin runs/rt/origin.safetensors \\
         --mode joint --steps 40 --out runs/rt+tw.safetensors
     """
+    from dataclasses import asdict
+
+    from tpv import tracking
     from tpv.compose import fit_multitask
     from tpv.evaluate import mean_score
 
+    tracking.check(report_to)  # before any loading: a missing package fails fast
     if len(task) != len(vectors):
         raise typer.BadParameter(
             f"got {len(vectors)} vector(s) and {len(task)} --task(s): give one task per vector"
@@ -246,7 +257,16 @@ def compose_cmd(
     backbone, o = _backbone_and_origin(origin, model, vs[0].num_tokens, need_model=True)
     tasks = [get_task(t, task_values) for t in task]
     evs = _validation(backbone, tasks, eval_examples, cfg.max_input_tokens)
-    res = fit_multitask(backbone, o, vs, tasks, lambda p: mean_score(evs, p), cfg)
+    tracker = tracking.open_run(
+        report_to,
+        out.parent / f"{out.stem}.tracking",
+        out.stem,
+        asdict(cfg) | {"tasks": list(task), "vectors": list(vectors)},
+    )
+    res = fit_multitask(
+        backbone, o, vs, tasks, lambda p: mean_score(evs, p), cfg, tracker=tracker
+    )
+    tracker.finish()
     path = res.prompt.save(out)
     result = res.as_dict() | {"out": str(path)}
     if as_json:

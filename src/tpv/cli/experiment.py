@@ -36,6 +36,12 @@ def run_cmd(
             help="Redo rows recorded under other settings (default: refuse to run beside them)."
         ),
     ] = False,
+    report_to: Annotated[
+        str,
+        typer.Option(
+            help="Tracker for every prompt-tuning run: none | tensorboard | wandb | mlflow."
+        ),
+    ] = "none",
 ) -> None:
     """Run every unfinished job of the grid; finished rows are skipped, so a killed run resumes.
 
@@ -46,14 +52,16 @@ def run_cmd(
     """
     from tpv.experiments import ExperimentConfig, Runner
     from tpv.experiments.config import STAGES
+    from tpv.tracking import check
 
+    check(report_to)
     for s in stage or []:
         if s not in STAGES:
             raise typer.BadParameter(f"unknown stage {s!r}; use one of {list(STAGES)}")
     from tpv.experiments.runner import StaleRows
 
     try:
-        counts = Runner(ExperimentConfig.load(config)).run(
+        counts = Runner(ExperimentConfig.load(config), report_to=report_to).run(
             list(stage) if stage else None, _shard(shard), redo_stale=redo_stale
         )
     except StaleRows as e:

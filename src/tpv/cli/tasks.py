@@ -26,7 +26,8 @@ def _entry_row(entry) -> dict[str, Any]:
     row: dict[str, Any] = {"name": entry.name, "role": entry.role, "summary": entry.summary}
     if entry.supported:
         task = get_task(entry.name)  # cheap: data loads only on first split()
-        row.update(labels=list(task.labels), metric=task.metric, supported=True)
+        row.update(labels=list(task.labels), metric=task.metric, supported=True,
+                   kind="generation" if task.is_generation else "classification")  # fmt: skip
     else:
         row.update(labels=[], metric=None, supported=False, unsupported=entry.unsupported)
     return row
@@ -59,7 +60,12 @@ def list_command(
     if wide:
         table.add_column("data")
     for r in rows:
-        labels = _short(r["labels"]) if r["supported"] else "[dim]generation: not yet supported"
+        if not r["supported"]:
+            labels = "[dim]not supported"
+        elif r["kind"] == "generation":
+            labels = "[dim](generation: free-text answers)"
+        else:
+            labels = _short(r["labels"])
         cells = [r["name"], r["role"], labels, r["metric"] or "-"]
         table.add_row(*cells, *([r["summary"]] if wide else []))
     console.print(table)
@@ -72,7 +78,11 @@ def _show_data(name: str, split: str, index: int, options: dict | None = None) -
     for s in SPLITS:
         rows = task.split(s)
         sizes[s] = len(rows)
-        counts[s] = dict(zip(task.labels, class_counts(rows, len(task.labels)), strict=True))
+        if task.is_generation:  # no classes: count the rows with and without a gold answer
+            counts[s] = {"with answer": sum(bool(r.answers) for r in rows),
+                         "without": sum(not r.answers for r in rows)}  # fmt: skip
+        else:
+            counts[s] = dict(zip(task.labels, class_counts(rows, len(task.labels)), strict=True))
     rows = task.split(split)
     if not rows:
         raise TaskError(f"split {split!r} of {task.name!r} is empty")
@@ -84,6 +94,7 @@ def _show_data(name: str, split: str, index: int, options: dict | None = None) -
             "split": split,
             "fields": example.fields,
             "target": task.target(example),
+            **({"answers": list(example.answers)} if task.is_generation else {}),
             **{f"render_{style}": task.render(example, style) for style in STYLES},
         },
     )
@@ -117,11 +128,23 @@ def show_command(
     console.print(f"[bold]{info['name']}[/bold]  {info['description']}")
     console.print(f"source: {info['source']}")
     console.print(f"input fields: {', '.join(info['input_fields'])}")
-    console.print(f"labels: {', '.join(info['labels'])}   metric: {info['metric']}")
+    if info["kind"] == "generation":
+        console.print(
+            f"generation task: free-text answers, metric {info['metric']}, at most "
+            f"{info['max_new_tokens']} new tokens"
+            + (f", no-answer text {info['no_answer']!r}" if info["no_answer"] else "")
+        )
+        console.print(
+            "few-shot: --shots k draws k examples in all (seeded), not k per class: "
+            "there are no classes to stratify by"
+        )
+    else:
+        console.print(f"labels: {', '.join(info['labels'])}   metric: {info['metric']}")
     table = Table(title="splits")
     table.add_column("split")
     table.add_column("rows", justify="right")
-    table.add_column("class counts", overflow="fold")
+    table.add_column("answers" if info["kind"] == "generation" else "class counts",
+                     overflow="fold")  # fmt: skip
     for s in SPLITS:
         counts = ", ".join(f"{k} {v}" for k, v in info["class_counts"][s].items())
         table.add_row(s, str(info["sizes"][s]), counts)

@@ -55,8 +55,17 @@ class StaleRows(RuntimeError):
 
 
 class Runner:
-    def __init__(self, cfg: ExperimentConfig, *, backbone=None, get_task: Callable | None = None):
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        *,
+        backbone=None,
+        get_task: Callable | None = None,
+        report_to: str = "none",
+    ):
         self.cfg = cfg
+        # Where the prompt-tuning runs report (tpv.tracking); not part of the grid's identity.
+        self.report_to = report_to
         self.out = Path(cfg.out)
         self._backbone = backbone
         self._get_task = get_task
@@ -298,6 +307,7 @@ class Runner:
             "test_examples": self.cfg.test_examples,
             "scorer": self.cfg.scorer,
             "model": self.cfg.model,
+            "report_to": self.report_to,
         }
         return TrainConfig.from_dict(base | overrides | kw)
 

@@ -1,5 +1,10 @@
 """What a task is: rows in splits, how an example is written as text, its label words, its metric.
 
+Two kinds of task share this class. Classification (`labels` are the label words; an example's
+answer is `labels[example.label]`) and generation (`labels` is empty; an example's answers are
+free text in `example.answers`, scored by a metric of generated text: SQuAD v2, MATH, ROUGE-L;
+see `tpv.textmetrics`). `Task.is_generation` tells them apart.
+
 The engine (training, evaluation) only talks to `Task`; where the rows come from (the hub,
 an installed corpus, a user's CSV) is the business of the loader that built it.
 """
@@ -9,8 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tpv.textmetrics import GENERATION_METRICS
+
 SPLITS = ("train", "validation", "test")
-METRICS = ("accuracy", "f1_binary", "f1_macro", "pearson_spearman")
+CLASSIFICATION_METRICS = ("accuracy", "f1_binary", "f1_macro", "pearson_spearman")
+METRICS = CLASSIFICATION_METRICS + GENERATION_METRICS
+NO_LABEL = -1  # Example.label of a generation task's rows
 
 # How an example is rendered for a model family.
 # "t5": the paper's "<task> field: value ..." form for encoder-decoder models.
@@ -21,11 +30,13 @@ STYLES = ("t5", "instruction")
 
 @dataclass(frozen=True)
 class Example:
-    """One row: named input fields and a label index into `Task.labels`."""
+    """One row: named input fields and a label index into `Task.labels` (classification), or
+    `NO_LABEL` and the gold answer texts (generation; the first is the one trained on)."""
 
     fields: dict[str, str]
     label: int
     value: float | None = None  # gold numeric score for regression tasks (STS-B)
+    answers: tuple[str, ...] = ()  # generation: every gold answer; empty = no answer (SQuAD v2)
 
 
 class TaskError(ValueError):
@@ -34,9 +45,13 @@ class TaskError(ValueError):
 
 @dataclass
 class Task:
-    """A classification task in text-to-text form.
+    """A classification or generation task in text-to-text form.
 
-    `labels` are the label words (the verbalizer); class i is written as `labels[i]`.
+    `labels` are the label words (the verbalizer); class i is written as `labels[i]`. A
+    generation task has no labels, a generation metric and a `template` (the instruction
+    "Classify ... into labels" does not apply); `max_new_tokens` bounds its answers (training
+    targets are cut there too) and `no_answer` is the text it is taught to write for an
+    example without an answer.
     `template`, when given, overrides the instruction style for decoder models: a
     `str.format` string over the input fields, e.g. "Review: {text}\\nSentiment:".
     """
@@ -50,6 +65,8 @@ class Task:
     template: str | None = None
     # Builds {"train": [...], "validation": [...], "test": [...]}; called once, lazily.
     loader: Callable[[], dict[str, list[Example]]] | None = field(default=None, repr=False)
+    max_new_tokens: int = 16  # the paper's cap for label words; generation tasks set their own
+    no_answer: str | None = None
     _splits: dict[str, list[Example]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -57,14 +74,28 @@ class Task:
             raise TaskError(
                 f"task {self.name!r}: unknown metric {self.metric!r}; use one of {METRICS}"
             )
+        if not self.input_fields:
+            raise TaskError(f"task {self.name!r}: no input fields")
+        if self.max_new_tokens < 1:
+            raise TaskError(f"task {self.name!r}: max_new_tokens must be >= 1")
+        if self.is_generation:
+            if self.labels:
+                raise TaskError(f"task {self.name!r}: a generation task has no label words")
+            if self.template is None:
+                raise TaskError(f"task {self.name!r}: a generation task needs a template")
+            return
         if len(self.labels) < 2:
             raise TaskError(
                 f"task {self.name!r}: needs at least two labels, got {list(self.labels)}"
             )
         if len(set(self.labels)) != len(self.labels):
             raise TaskError(f"task {self.name!r}: label words repeat: {list(self.labels)}")
-        if not self.input_fields:
-            raise TaskError(f"task {self.name!r}: no input fields")
+
+    @property
+    def is_generation(self) -> bool:
+        """Answers are free text scored by a generation metric (no label words, no classes,
+        hence no "best constant label" floor and no stratified sampling)."""
+        return self.metric in GENERATION_METRICS
 
     # --- data -------------------------------------------------------------------------------
     @property
@@ -102,7 +133,15 @@ class Task:
         )
 
     def target(self, example: Example) -> str:
-        """The answer text (label word) for one example."""
+        """The answer text to train on: the label word, or the first gold answer (the
+        `no_answer` text when there is none)."""
+        if self.is_generation:
+            if example.answers:
+                return example.answers[0]
+            if self.no_answer is None:
+                raise TaskError(f"task {self.name!r}: an example has no answer and the task "
+                                "defines no no_answer text")  # fmt: skip
+            return self.no_answer
         return self.labels[example.label]
 
     def label_value(self, index: int) -> float:
@@ -117,6 +156,9 @@ class Task:
             "input_fields": list(self.input_fields),
             "labels": list(self.labels),
             "metric": self.metric,
+            "kind": "generation" if self.is_generation else "classification",
+            "max_new_tokens": self.max_new_tokens,
+            "no_answer": self.no_answer,
             "template": self.template,
         }
 

