@@ -87,7 +87,7 @@ class Evaluator:
         if not examples:
             raise ValueError(f"task {task.name!r}: no examples to evaluate")
         if task.is_generation:
-            scorer = "generate"  # there are no label words to rank
+            scorer = Scorer.generate  # there are no label words to rank
         self.backbone, self.task, self.scorer = backbone, task, scorer
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens or task.max_new_tokens
