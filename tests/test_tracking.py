@@ -84,3 +84,13 @@ def test_flat_config_and_scalars():
     assert flat == {"a": 1, "b": "[1, 2]", "c": '{"x": 1}', "d": None, "e": "s"}
     got = tracking.scalars({"s": 0.5, "n": 3, "t": "x", "b": True, "nan": float("nan")}, "p/")
     assert got == {"p/s": 0.5, "p/n": 3.0}
+
+
+@pytest.mark.parametrize("cmd", [["train"], ["compose"], ["experiment", "run"]])
+def test_report_to_is_an_option_of_train_compose_and_experiment_run(cmd):
+    from typer.testing import CliRunner
+
+    from tpv.cli import app
+
+    result = CliRunner().invoke(app, [*cmd, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0 and "--report-to" in result.output
