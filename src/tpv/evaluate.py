@@ -95,7 +95,10 @@ class Evaluator:
         self.encoder = encoder or Encoder(backbone, task, max_input_tokens)
         self.items: list[Encoded] = self.encoder.encode_all(examples)
         # The calibrated rule's content-free inputs, in the same template (tpv.scoring).
-        self.content_free: list[Encoded] = self.encoder.encode_all(content_free_examples(task))
+        # A generation task has no label words to calibrate.
+        self.content_free: list[Encoded] = (
+            [] if task.is_generation else self.encoder.encode_all(content_free_examples(task))
+        )
         self.seq2seq = backbone.is_encoder_decoder
 
     def _summed_logp(self, model: PromptedModel, items: Sequence[Encoded]) -> torch.Tensor:
