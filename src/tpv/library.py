@@ -224,9 +224,15 @@ class Library:
         The name defaults to the object's own name (an origin's: `origin-<id>`). An existing
         name is refused unless `replace`.
         """
+        if not isinstance(obj, PromptTensor):
+            # Check the user's own file first, so a refusal names it (not a staged temp copy)
+            # and a refused file leaves nothing behind in the library.
+            src = Path(obj)
+            load(file_in_dir(src, prefer="vector"))
+        created_root = not self.root.exists()
         tmp = self._stage(obj)
         try:
-            loaded = load(tmp)  # also refuses anything that is not a valid tpv file
+            loaded = load(tmp)  # the staged copy is what goes in: check it again
             if name is None:
                 name = getattr(loaded, "name", None) or f"origin-{loaded.id}"  # type: ignore[attr-defined]
             if not NAME_RE.match(name):
@@ -266,6 +272,10 @@ class Library:
                 row = con.execute("SELECT * FROM entries WHERE name = ?", (name,)).fetchone()
             log.info("library %s: added %s %r", self.root, loaded.kind, name)
             return self._entry(row)
+        except BaseException:
+            if created_root and not self.index.exists():  # nothing was added: leave no folders
+                shutil.rmtree(self.root, ignore_errors=True)
+            raise
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -318,8 +328,6 @@ class Library:
         sql, args = "SELECT * FROM entries WHERE 1=1", []
         if kind:
             sql, args = sql + " AND kind = ?", [*args, kind]
-        if model:
-            sql, args = sql + " AND model = ?", [*args, model]
         if task:
             sql += " AND EXISTS (SELECT 1 FROM json_each(entries.tasks) WHERE value = ?)"
             args.append(task)
@@ -335,7 +343,14 @@ class Library:
                 )
                 args += [oid, oid]
             rows = con.execute(sql + " ORDER BY created, name", args).fetchall()
-        return [self._entry(r) for r in rows]
+        entries = [self._entry(r) for r in rows]
+        if model:  # by identity (tpv.identity), not by string: old bare names still match
+            from tpv.identity import display_name, same_model
+
+            entries = [
+                e for e in entries if display_name(e.model) == model or same_model(e.model, model)
+            ]
+        return entries
 
     def show(self, name: str) -> Entry:
         with self._connect() as con:

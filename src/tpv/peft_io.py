@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from tpv.format import file_in_dir
+from tpv.identity import display_name, same_model
 from tpv.io import FormatError, read_safetensors, write_json, write_safetensors
 from tpv.vectors import IncompatibleError, Origin, SoftPrompt, TaskPromptVector, load
 
@@ -171,13 +172,19 @@ def read_peft(adapter_dir: str | Path) -> PeftAdapter:
 
 # --- export -----------------------------------------------------------------------------------
 def _model_config(name: str) -> dict[str, Any] | None:
-    """The model's config.json as a dict when it can be found without the network, else None."""
-    from tpv.backbone import EMBEDDED_NAME
+    """The model's config.json as a dict when it can be found without the network, else None.
+
+    `name` is a recorded model id (tpv.identity): a GGUF's de-quantised cache, a directory's
+    own config.json, or a hub id in the local cache."""
+    from tpv.identity import split
     from tpv.paths import models_home
 
-    candidates = [Path(name) / "config.json"]
-    if name == EMBEDDED_NAME:
-        candidates.insert(0, models_home() / EMBEDDED_NAME / "config.json")
+    path, tag = split(name)
+    candidates = [Path(path) / "config.json"]
+    if tag and tag.startswith("sha256:"):
+        candidates.insert(0, models_home() / f"{path}-{tag.split(':', 1)[1]}" / "config.json")
+    elif tag is None and "/" not in path:  # an older file's bare GGUF stem: its conversion
+        candidates += sorted(models_home().glob(f"{path}*/config.json"))
     for c in candidates:
         if c.is_file():
             return json.loads(c.read_text(encoding="utf-8"))
@@ -187,6 +194,24 @@ def _model_config(name: str) -> dict[str, Any] | None:
         return AutoConfig.from_pretrained(name, local_files_only=True).to_dict()
     except Exception:  # noqa: BLE001 - any failure just means "not known offline"
         return None
+
+
+def _run_model_config(prompt: object) -> dict[str, Any] | None:
+    """A run directory's own config.json names the model it was trained with (--model): a
+    local directory, a hub id in the local cache, or a GGUF file's de-quantised cache."""
+    if not isinstance(prompt, (str, Path)) or not Path(prompt).is_dir():
+        return None
+    try:
+        spec = json.loads((Path(prompt) / "config.json").read_text(encoding="utf-8"))["model"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(spec, str):
+        return None  # the embedded model: its id in the prompt already finds its cache
+    if spec.endswith(".gguf") and Path(spec).is_file():
+        from tpv.identity import gguf_identity
+
+        return _model_config(gguf_identity(spec))
+    return _model_config(spec)
 
 
 def _first(config: dict[str, Any], *keys: str) -> int | None:
@@ -259,7 +284,7 @@ def export_peft(
     """
     p = _as_prompt(prompt, origin, coef)
     out = Path(out)
-    config, peft_task = _export_config(p, backbone, base_model, task_type)
+    config, peft_task = _export_config(p, backbone, base_model, task_type, run=prompt)
     seq2seq = peft_task == "SEQ_2_SEQ_LM"
     subs = num_transformer_submodules if seq2seq else 1
     if subs not in (1, 2):
@@ -287,12 +312,13 @@ def export_peft(
 
 
 def _export_config(
-    p: SoftPrompt, backbone, base_model: str | None, task_type: str | None
+    p: SoftPrompt, backbone, base_model: str | None, task_type: str | None, run: object = None
 ) -> tuple[dict[str, Any] | None, str]:
-    """The model's config (from the backbone, or found offline) and PEFT's task type."""
+    """The model's config (from the backbone, or found offline, or named by the run directory
+    `run` the prompt comes from) and PEFT's task type."""
     config: dict[str, Any] | None = None
     if backbone is not None:
-        if backbone.name != p.model:
+        if not same_model(backbone.name, p.model):
             raise IncompatibleError(
                 f"prompt {p.name!r} is for model {p.model!r}; the backbone is {backbone.name!r}"
             )
@@ -304,7 +330,11 @@ def _export_config(
         config = backbone.config.to_dict()
         config["is_encoder_decoder"] = backbone.is_encoder_decoder
     elif task_type is None:
-        config = _model_config(base_model or p.model) or _model_config(p.model)
+        config = (
+            _model_config(base_model or p.model)
+            or _model_config(p.model)
+            or _run_model_config(run)
+        )
 
     if task_type is not None:
         peft_task = TASK_TYPES.get(task_type, task_type)
@@ -336,7 +366,7 @@ def _adapter_config(
     config = config or {}
     return {
         "auto_mapping": None,
-        "base_model_name_or_path": base_model or p.model,
+        "base_model_name_or_path": base_model or display_name(p.model),
         "inference_mode": True,
         "modules_to_save": None,
         "num_attention_heads": _first(config, "num_attention_heads", "num_heads", "n_head"),
@@ -497,9 +527,13 @@ def import_peft(
             f"{where}: field 'num_virtual_tokens' is {adapter.num_virtual_tokens}, but origin "
             f"{o.id} has {o.num_tokens} tokens"
         )
-    if backbone is not None and backbone.name != o.model:
+    if backbone is not None and not same_model(backbone.name, o.model):
         raise IncompatibleError(f"origin {o.id} is for model {o.model!r}, not {backbone.name!r}")
-    if check_model and adapter.base_model and adapter.base_model != o.model:
+    if (
+        check_model
+        and adapter.base_model
+        and adapter.base_model not in (o.model, display_name(o.model))
+    ):
         raise IncompatibleError(
             f"{where}: field 'base_model_name_or_path' is {adapter.base_model!r}, but origin "
             f"{o.id} is for model {o.model!r} (if both name the same model, pass "

@@ -12,6 +12,7 @@ All three are P x hidden float32 tensors plus JSON metadata, saved as one .safet
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,9 +22,11 @@ from typing import Any, ClassVar
 import torch
 
 from tpv import format as fmt
+from tpv.identity import IDENTITY_VERSION, describe_mismatch, same_model
 from tpv.io import FormatError
 from tpv.options import Choice
 
+log = logging.getLogger(__name__)
 FORMAT_VERSION = fmt.FORMAT_VERSION  # kept importable from here
 
 
@@ -91,6 +94,7 @@ class PromptTensor:
             "kind": self.kind,
             "format_version": FORMAT_VERSION,
             "model": self.model,
+            "model_identity": IDENTITY_VERSION,
             "num_tokens": self.num_tokens,
             "hidden_size": self.hidden_size,
             **self._meta(),
@@ -348,8 +352,10 @@ def _label(x: PromptTensor) -> str:
 
 
 def check_compatible(a: PromptTensor, b: PromptTensor) -> None:
-    if a.model != b.model:
-        raise IncompatibleError(f"different models: {_label(a)} vs {_label(b)}")
+    if not same_model(a.model, b.model):
+        raise IncompatibleError(
+            f"different models ({describe_mismatch(a.model, b.model)}): {_label(a)} vs {_label(b)}"
+        )
     if a.hidden_size != b.hidden_size:
         raise IncompatibleError(f"different hidden sizes: {_label(a)} vs {_label(b)}")
     if a.num_tokens != b.num_tokens:
@@ -370,6 +376,13 @@ def load(path: str | Path) -> Origin | SoftPrompt | TaskPromptVector:
     """
     path, t, meta = fmt.read(path)
     kind = meta["kind"]
+    if "model_identity" not in meta:
+        log.warning(
+            "%s: written by an older tpv, records model %r without a content identity; "
+            "it is matched to models by that name only",
+            path,
+            meta["model"],
+        )
     common = {"tensor": t, "model": meta["model"]}
     if kind == "origin":
         obj: PromptTensor = Origin(
