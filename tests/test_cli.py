@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from tpv.cli import app, main
+from tpv.identity import directory_digest
 from tpv.testing import keyword_task, tiny_llama
 
 runner = CliRunner()
@@ -80,7 +81,9 @@ def test_train_eval_info_combine_from_the_command_line(tmp_path, tiny_model_dir,
             ]
         )
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    assert metrics["steps"] == 4 and metrics["model"] == str(tiny_model_dir)
+    assert metrics["steps"] == 4
+    digest = directory_digest(tiny_model_dir)
+    assert metrics["model"] == f"{tiny_model_dir.resolve()}@config:{digest}"
 
     info = json.loads(
         _ok(["vector", "info", str(tmp_path / "a" / "vector.safetensors"), "--json"]).stdout
@@ -133,8 +136,10 @@ def test_errors_are_one_clear_line(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 1
-    err = capsys.readouterr().out.strip()
+    captured = capsys.readouterr()
+    err = captured.err.strip()
     assert err.startswith("error:") and str(bad.name) in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and captured.out == ""
 
 
 def test_help_has_examples():

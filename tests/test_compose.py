@@ -115,7 +115,7 @@ def test_bad_fit_settings_are_named():
         FitConfig(granularity="layer")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['stepz'\]"):
         FitConfig.from_dict({"stepz": 3})
-    with pytest.raises(ValueError, match="steps must be at least 1"):
+    with pytest.raises(ValueError, match="--steps must be an integer >= 1, got 0"):
         FitConfig(steps=0)
 
 

@@ -28,7 +28,9 @@ import torch
 
 from tpv import merge
 from tpv.backbone import Backbone
+from tpv.checks import check_float, check_int
 from tpv.data import Encoder
+from tpv.learned import warn_unlearned
 from tpv.options import Choice, from_dict, option
 from tpv.prompted import PromptedModel
 from tpv.step import StepOrder, train_step
@@ -87,9 +89,18 @@ class FitConfig:
         self.mode = FitMode.parse(self.mode, "fit: mode")
         self.granularity = Granularity.parse(self.granularity, "fit: granularity")
         self.init = FitInit.parse(self.init, "fit: init")
-        for name in ("steps", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"fit: {name} must be at least 1, got {getattr(self, name)}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Numeric options, refused in one line naming the option (tpv.checks)."""
+        for name in ("steps", "batch_size", "eval_every", "max_input_tokens"):
+            check_int(self, name, 1)
+        check_int(self, "seed", 0)
+        check_int(self, "examples_per_task", 1, optional=True, hint=" (0 on the CLI: no cap)")
+        check_float(self, "lr", positive=True, optional=True)
+        check_float(self, "weight_decay", minimum=0.0)
+        check_float(self, "warmup_ratio", minimum=0.0, maximum=1.0)
+        check_float(self, "coef")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FitConfig:
@@ -224,6 +235,7 @@ def fit_multitask(
     cfg = cfg or FitConfig()
     if len(vectors) != len(tasks) or not vectors:
         raise ValueError(f"fit: got {len(vectors)} vector(s) for {len(tasks)} task(s)")
+    warn_unlearned(vectors, f"compose ({cfg.mode})")
     names = [t.name for t in tasks]
     items = mixed_items(backbone, tasks, cfg.examples_per_task, cfg.max_input_tokens, cfg.seed)
     fit = _Fit(backbone, origin, vectors, names, cfg)

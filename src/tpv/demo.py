@@ -37,7 +37,7 @@ def run_demo(
         test_examples=test_examples,
         test_init=True,
     )
-    m = train(cfg, resume=False)
+    m = train(cfg, resume=False, overwrite=True)  # a demo reruns into the same directory
     table = Table(title=f"{task} test ({m.test['n']} examples, rank classification)")
     for col in ("prompt", m.test["metric"], "accuracy"):
         table.add_column(col)

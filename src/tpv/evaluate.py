@@ -42,8 +42,10 @@ def prompt_tensor(prompt) -> torch.Tensor:
 
 def check_model(prompt, backbone: Backbone) -> None:
     """A saved prompt names the model it was made for: scoring it on another is an error."""
+    from tpv.identity import same_model
+
     made_for = getattr(prompt, "model", None)
-    if made_for is not None and made_for != backbone.name:
+    if made_for is not None and not same_model(made_for, backbone.name):
         name = getattr(prompt, "name", None) or prompt.kind
         raise IncompatibleError(
             f"{prompt.kind} {name!r} was made for model {made_for!r}, not {backbone.name!r}"

@@ -518,6 +518,9 @@ def combine(method: str, vectors: Sequence[TaskPromptVector], **params: Any) -> 
     if method not in METHODS:
         raise ValueError(f"unknown combination method {method!r}; choose from {sorted(METHODS)}")
     fn = METHODS[method]
+    from tpv.learned import warn_unlearned
+
+    warn_unlearned(vectors, f"combine ({method})")
     try:
         inspect.signature(fn).bind(vectors, **params)
     except TypeError as e:

@@ -331,9 +331,7 @@ def _export_config(
         config["is_encoder_decoder"] = backbone.is_encoder_decoder
     elif task_type is None:
         config = (
-            _model_config(base_model or p.model)
-            or _model_config(p.model)
-            or _run_model_config(run)
+            _model_config(base_model or p.model) or _model_config(p.model) or _run_model_config(run)
         )
 
     if task_type is not None:

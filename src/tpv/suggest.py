@@ -7,7 +7,12 @@ Two signals, both cheap:
               examples (SPoT-style retrieval). FINDINGS.md warns that vectors of one task from
               different origins are nearly orthogonal, so this signal is reported, not trusted.
 The proposal: the top-m vectors by zero-shot score, with per-vector weights searched on the same
-examples (starting from the best single vector, so it never scores below it on them).
+examples (starting from the best single vector, so it never scores below it on them). Vectors
+whose weight ends at 0 are left out of the proposal (and of its name and tasks).
+
+When every candidate scores the same on the k examples, the examples cannot tell them apart:
+a warning says so, and the proposal is the best-ranked single vector (ties broken by name) if
+that tie beats the bare origin, else the origin itself, named "origin" (never "0 * a + 0 * b").
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tpv import merge
+from tpv.learned import warn_unlearned
 from tpv.vectors import Origin, SoftPrompt, TaskPromptVector
 
 log = logging.getLogger(__name__)
@@ -34,18 +40,30 @@ class Ranked:
 @dataclass
 class Suggestion:
     ranking: list[Ranked]
-    chosen: list[str]
+    chosen: list[str]  # empty: the proposal is the bare origin
     weights: tuple[float, ...]
     score: float  # of the proposed prompt on the k examples
     baseline: float  # of the bare origin on the k examples
     history: list = field(default_factory=list)
     examples: int = 0  # how many target examples the ranking saw
+    note: str | None = None  # why the proposal is not a searched combination (ties)
 
-    def vector(self, candidates: Mapping[str, TaskPromptVector]) -> TaskPromptVector:
+    def vector(self, candidates: Mapping[str, TaskPromptVector]) -> TaskPromptVector | None:
+        if not self.chosen:
+            return None
         return merge.weighted([candidates[n] for n in self.chosen], self.weights)
 
     def prompt(self, candidates: Mapping[str, TaskPromptVector], origin: Origin) -> SoftPrompt:
-        return self.vector(candidates).apply(origin)
+        v = self.vector(candidates)
+        if v is None:
+            return SoftPrompt(
+                origin.tensor,
+                origin.model,
+                name="origin",
+                origin_id=origin.id,
+                record={"made_by": "suggest", "note": self.note},
+            )
+        return v.apply(origin)
 
     def as_dict(self) -> dict:
         return {
@@ -54,6 +72,7 @@ class Suggestion:
             "score": self.score,
             "origin_score": self.baseline,
             "ranking": [r.__dict__ for r in self.ranking],
+            **({"note": self.note} if self.note else {}),
         }
 
 
@@ -93,9 +112,13 @@ def suggest(
     probe: TaskPromptVector | None = None,
 ) -> Suggestion:
     """Rank the candidates and propose a weighted combination of the top `top`."""
+    warn_unlearned(candidates.values(), "suggest")
     ranking = rank_by_zero_shot(candidates, origin, score, grid)
     if probe is not None:
         add_similarity(ranking, candidates, probe)
+    baseline = score(origin.as_prompt())
+    if len(ranking) > 1 and len({r.zero_shot for r in ranking}) == 1:
+        return _tied(ranking, baseline)
     chosen = [r.name for r in ranking[:top]]
     vectors = [candidates[n] for n in chosen]
     # Start from the best single vector at its lambda: the search can only improve on it.
@@ -107,8 +130,37 @@ def suggest(
         rounds,
         start=start,
     )
-    baseline = score(origin.as_prompt())
-    return Suggestion(ranking, chosen, tuple(res.best), res.best_score, baseline, res.history)
+    best_score = res.best_score
+    kept = [(n, w) for n, w in zip(chosen, res.best, strict=True) if w != 0]
+    return Suggestion(
+        ranking,
+        [n for n, _ in kept],
+        tuple(w for _, w in kept),
+        best_score,
+        baseline,
+        res.history,
+        note=None if kept else "the weight search ended at all zeros: the origin",
+    )
+
+
+def _tied(ranking: list[Ranked], baseline: float) -> Suggestion:
+    """Every candidate scored the same: no combination can be chosen on these examples."""
+    tie = ranking[0].zero_shot
+    if tie > baseline:
+        best = ranking[0]
+        note = (
+            f"every candidate scores {tie:.4f} on the examples: they cannot be told apart; "
+            f"proposing {best.name!r} alone (first by name), which beats the origin's "
+            f"{baseline:.4f}"
+        )
+        log.warning("suggest: %s", note)
+        return Suggestion(ranking, [best.name], (best.lam,), tie, baseline, note=note)
+    note = (
+        f"every candidate scores {tie:.4f} on the examples (the origin {baseline:.4f}): they "
+        "cannot be told apart and none beats the origin; proposing the origin itself"
+    )
+    log.warning("suggest: %s", note)
+    return Suggestion(ranking, [], (), baseline, baseline, note=note)
 
 
 def suggest_for_task(
@@ -150,7 +202,7 @@ def _probe_vector(backbone, task, origin: Origin, steps: int, shots: int, shots_
     with tempfile.TemporaryDirectory() as d:
         cfg = TrainConfig(
             task=task.name,
-            out=d,
+            out=str(Path(d) / "probe"),  # beside the origin file: a run dir holds only a run
             num_tokens=origin.num_tokens,
             max_steps=steps,
             eval_every=steps,

@@ -18,9 +18,12 @@ from typing import Any
 
 import torch
 
+from tpv import rundir
 from tpv.backbone import Backbone
+from tpv.checks import OptionError, check_choice, check_float, check_int
 from tpv.data import Encoder
 from tpv.evaluate import Evaluator
+from tpv.identity import same_model
 from tpv.io import atomic_open, read_safetensors, write_json, write_safetensors
 from tpv.options import Choice, from_dict, option
 from tpv.prompted import PromptedModel
@@ -40,6 +43,11 @@ class Schedule(Choice):
 
 
 SCHEDULES = tuple(m.value for m in Schedule)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the run stops before saving the broken prompt."""
 
 
 class Method(Choice):
@@ -69,7 +77,9 @@ class TrainConfig:
         help="Start from a prompt, an origin, or origin + coef * sum of vectors (repeat; files).",
     )
     coef: float = option(1.0, "Coefficient applied to the summed --init vectors.")
-    lr: float = option(0.3, "AdamW learning rate.")
+    lr: float = option(
+        0.3, "AdamW learning rate (0.3 measured on SmolLM2 and Gemma-3-270M: docs/models.md)."
+    )
     weight_decay: float = option(1e-5, "AdamW weight decay.")
     schedule: Schedule = option(Schedule.linear, "Learning-rate schedule after warm-up.")
     warmup_ratio: float = option(0.1, "Warm-up steps as a fraction of the steps.")
@@ -142,9 +152,33 @@ class TrainConfig:
         self.report_to = ReportTo.parse(self.report_to, "report_to")
         self.scorer = Scorer.parse(self.scorer, "scorer")
         self.origin_strategy = OriginStrategy.parse(self.origin_strategy, "origin_strategy")
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse nonsense before anything loads: one line naming the option as the CLI spells
+        it (the field's `cli` name; tpv.checks)."""
+        check_choice(self, "dtype", DTYPES)
+        for name in ("num_tokens", "max_steps", "batch_size", "grad_accum", "eval_every"):
+            check_int(self, name, 1)
+        check_int(self, "eval_batch_size", 1)
+        check_int(self, "max_input_tokens", 1)
+        for name in ("origin_seed", "seed", "shots_seed"):
+            check_int(self, name, 0)
+        for name in ("eval_examples", "test_examples", "shots", "train_examples"):
+            check_int(self, name, 1, optional=True, hint=" (0 on the CLI: all)")
+        check_int(self, "patience", 1, optional=True, hint=" (0 on the CLI: never)")
+        check_int(self, "checkpoint_every", 1, optional=True)
+        check_int(self, "warmup_steps", 0, optional=True)
+        check_float(self, "lr", positive=True)
+        check_float(self, "weight_decay", minimum=0.0)
+        check_float(self, "warmup_ratio", minimum=0.0, maximum=1.0)
+        check_float(self, "coef")
+        check_float(self, "epochs", positive=True, optional=True)
         if self.batch_size % self.grad_accum:
-            raise ValueError(
-                f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
+            raise OptionError(
+                f"--batch-size {self.batch_size} is not divisible by --grad-accum "
+                f"{self.grad_accum}",
+                "grad_accum",
             )
 
     @classmethod
@@ -184,7 +218,7 @@ def initial_prompt(cfg: TrainConfig, backbone: Backbone) -> tuple[Origin, SoftPr
         else backbone.make_origin(cfg.num_tokens, cfg.origin_seed, cfg.origin_strategy)
     )
     for x in loaded:
-        if x.model != backbone.name or x.num_tokens != origin.num_tokens:
+        if not same_model(x.model, backbone.name) or x.num_tokens != origin.num_tokens:
             raise ValueError(
                 f"--init {x.kind} {getattr(x, 'name', '')!r} is for model {x.model!r} with "
                 f"{x.num_tokens} tokens; this run uses {backbone.name!r} with {origin.num_tokens}"
@@ -226,6 +260,8 @@ class TrainResult:
     steps: int
     max_steps: int
     best_step: int
+    learned: bool  # validation beat the starting prompt (best_step > 0)
+    lr: float  # the learning rate used (cfg.lr, or the default rule's)
     stopped_early: bool
     best_val: float
     init_val: float | None
@@ -333,10 +369,10 @@ def _data(cfg: TrainConfig, backbone: Backbone, task: Task) -> _Data:
     return _Data(encoder, items, val_rows, test_rows, max_steps)
 
 
-def _optimiser(cfg: TrainConfig, model: PromptedModel, max_steps: int):
+def _optimiser(cfg: TrainConfig, model: PromptedModel, max_steps: int, lr: float):
     optimizer = torch.optim.AdamW(
-        model.param_groups(cfg.lr, cfg.attempt_lr),
-        lr=cfg.lr,
+        model.param_groups(lr, cfg.attempt_lr),
+        lr=lr,
         weight_decay=cfg.weight_decay,
         foreach=True,
     )
@@ -355,19 +391,32 @@ def train(
     backbone: Backbone | None = None,
     task: Task | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """Run one prompt-tuning job; the result's `as_dict()` is also written to
-    `out/metrics.json`. Set up -> (resume) -> loop -> test the best prompt -> write the run."""
+    `out/metrics.json`. Set up -> (resume) -> loop -> test the best prompt -> write the run.
+
+    The run is written into `<out>.partial/` and renamed to `out` when complete (tpv.rundir):
+    a finished run at `out` is refused unless `overwrite` (replaced only once the new run is
+    done) or `resume` (with the same options: nothing to do, its result is returned).
+    """
     from accelerate import Accelerator
 
     from tpv import tracking
 
-    out = Path(cfg.out)
     acc = Accelerator(
-        cpu=not torch.cuda.is_available(), **tracking.accelerator_kwargs(cfg.report_to, out)
+        cpu=not torch.cuda.is_available(),
+        # the tracker writes into the work directory, so its files move with the finished run
+        **tracking.accelerator_kwargs(cfg.report_to, rundir.partial_dir(Path(cfg.out))),
     )
     main = acc.is_main_process
+    # Before the model loads: refuse a file, a finished run, or a resume with other options.
+    run = rundir.prepare(cfg.out, asdict(cfg), resume=resume, overwrite=overwrite, main=main)
+    acc.wait_for_everyone()
+    if run.finished:
+        return _finished_result(run.out)
+    out = run.work
     backbone = backbone or Backbone.load(cfg.model, dtype=_resolve_dtype(cfg), device=acc.device)
     if task is None:
         from tpv.tasks import get_task
@@ -378,23 +427,25 @@ def train(
     origin, init = initial_prompt(cfg, backbone)
     mixture = _attempt_mixture(cfg, init, origin) if cfg.method == Method.attempt else None
     model = PromptedModel(backbone, mixture if mixture is not None else init.tensor)
-    optimizer, scheduler = _optimiser(cfg, model, data.max_steps)
+    lr = cfg.lr
+    optimizer, scheduler = _optimiser(cfg, model, data.max_steps, lr)
     ddp_model, optimizer = acc.prepare(model, optimizer)  # the scheduler is stepped by hand, once
 
     # Trained tensors by name ("prompt", or a mixture's): the best so far, and the start.
     state, best, initial = _Loop(), _snapshot(model), _snapshot(model)
     ckpt_path = out / "checkpoint.safetensors"
-    if resume and ckpt_path.exists():
+    if run.resuming:
         state, best = _load_checkpoint(ckpt_path, model, optimizer, scheduler)
         log.info("resumed %s at step %d", out, state.step)
-    elif resume:
-        log.info("no checkpoint at %s: starting afresh", ckpt_path)
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", asdict(cfg) | {"resolved_max_steps": data.max_steps})
+        write_json(
+            out / "config.json",
+            asdict(cfg) | {"resolved_max_steps": data.max_steps},
+        )
         _truncate_log(out / "log.jsonl", state.step)
     tracker = tracking.RunTracker(
-        acc, cfg.report_to, out.name, asdict(cfg) | {"resolved_max_steps": data.max_steps}
+        acc, cfg.report_to, Path(cfg.out).name, asdict(cfg) | {"resolved_max_steps": data.max_steps}
     )
 
     def evaluate_now(step: int) -> dict:
@@ -415,28 +466,31 @@ def train(
         state.init_val = evaluate_now(0)["score"]
     stopped_early = _loop(
         cfg, acc, model, ddp_model, optimizer, scheduler, data, state, best, evaluate_now,
-        progress=progress and main, tracker=tracker,
+        progress=progress and main, run=run, lr=lr, tracker=tracker,
     )  # fmt: skip
     acc.wait_for_everyone()
     if mixture is not None:
         result = _finish_attempt(
             cfg, acc, backbone, task, data, origin, init, state, best, initial, stopped_early,
-            mixture,
+            mixture, run=run, lr=lr,
         )  # fmt: skip
     else:
-        result = _finish(cfg, acc, backbone, task, data, origin, init, state, best, stopped_early)
+        result = _finish(
+            cfg, acc, backbone, task, data, origin, init, state, best, stopped_early, run=run,
+            lr=lr,
+        )  # fmt: skip
     tracker.log_final(result.as_dict())
     tracker.finish()
     return result
 
 
 def _loop(
-    cfg, acc, model, ddp_model, optimizer, scheduler, data, state, best, evaluate_now, *, progress,
-    tracker=None,
+    cfg, acc, model, ddp_model, optimizer, scheduler, data, state, best, evaluate_now, *,
+    progress, run, lr, tracker=None,
 ) -> bool:  # fmt: skip
     """Steps until max_steps (or patience runs out); evaluates and checkpoints on schedule.
-    Returns whether it stopped early."""
-    out, main, max_steps = Path(cfg.out), acc.is_main_process, data.max_steps
+    Returns whether it stopped early. A NaN/Inf loss stops the run (TrainingDiverged)."""
+    out, main, max_steps = run.work, acc.is_main_process, data.max_steps
     order = StepOrder(len(data.items), cfg.seed)
     share_prefix = cfg.share_prefix and model.can_share_prefix
     ckpt_every = cfg.checkpoint_every or cfg.eval_every
@@ -446,21 +500,30 @@ def _loop(
     while state.step < max_steps:
         step = state.step
         t_step = time.perf_counter()
-        loss_sum = train_step(
-            model,
-            optimizer,
-            scheduler,
-            data.items,
-            order.batch(step, cfg.batch_size),
-            device=acc.device,
-            grad_accum=cfg.grad_accum,
-            share_prefix=share_prefix,
-            accelerator=acc,
-            forward=ddp_model,
-        ).loss
+        try:
+            loss_sum = train_step(
+                model,
+                optimizer,
+                scheduler,
+                data.items,
+                order.batch(step, cfg.batch_size),
+                device=acc.device,
+                grad_accum=cfg.grad_accum,
+                share_prefix=share_prefix,
+                accelerator=acc,
+                forward=ddp_model,
+            ).loss
+        except RuntimeError as e:  # Adam's step itself overflowed (an lr near float's max)
+            if "overflow" not in str(e):
+                raise
+            bar.close()
+            _diverged(run, state, step + 1, math.inf, lr, main)
         state.train_seconds += time.perf_counter() - t_step  # optimisation only, no evaluation
-        state.step = step = step + 1
         loss_value = float(acc.reduce(loss_sum, reduction="mean"))
+        if not math.isfinite(loss_value):  # checked before any checkpoint of this step
+            bar.close()
+            _diverged(run, state, step + 1, loss_value, lr, main)
+        state.step = step = step + 1
         _log(
             out / "log.jsonl",
             main,
@@ -484,10 +547,11 @@ def _loop(
 
 
 def _finish(
-    cfg, acc, backbone, task, data, origin, init, state, best, stopped_early
+    cfg, acc, backbone, task, data, origin, init, state, best, stopped_early, *, run, lr
 ) -> TrainResult:
-    """Test the best prompt and write origin, prompt, vector and metrics to the run directory."""
-    out = Path(cfg.out)
+    """Test the best prompt, write origin, prompt, vector and metrics to the run's work
+    directory, and rename it into place."""
+    out = run.work
     tuned = SoftPrompt(
         best["prompt"],
         backbone.name,
@@ -508,6 +572,8 @@ def _finish(
         steps=state.step,
         max_steps=data.max_steps,
         best_step=state.best_step,
+        learned=state.best_step > 0,
+        lr=lr,
         stopped_early=stopped_early,
         best_val=state.best_score,
         init_val=state.init_val,
@@ -534,13 +600,24 @@ def _finish(
         origin.save(out / "origin.safetensors")
         tuned.save(out / "prompt.safetensors")
         vector.save(out / "vector.safetensors")
-        write_json(out / "metrics.json", result.as_dict())
+        write_json(out / "metrics.json", result.as_dict())  # last: it marks a finished run
+        run.commit()
         log.info(
             "%s: best val %.4f at step %d; test %s",
             task.name,
             state.best_score,
             state.best_step,
             (result.test or {}).get("score"),
+        )
+    if not result.learned:
+        log.warning(
+            "%s: validation never beat the starting prompt (best step 0 of %d, %.4f): the run "
+            'learned nothing%s; recorded as "learned": false in metrics.json. Try another '
+            "--lr or more --steps",
+            task.name,
+            state.step,
+            state.best_score,
+            ", its vector is all zeros" if vector.norm() == 0 else "",
         )
     return result
 
@@ -578,11 +655,12 @@ def _with_state(mixture, state: dict[str, torch.Tensor], record: dict | None = N
 
 
 def _finish_attempt(
-    cfg, acc, backbone, task, data, origin, init, state, best, initial, stopped_early, mixture
-) -> TrainResult:
+    cfg, acc, backbone, task, data, origin, init, state, best, initial, stopped_early, mixture,
+    *, run, lr,
+) -> TrainResult:  # fmt: skip
     """Test the best mixture and write origin, attempt.safetensors and metrics (no single
-    prompt or vector: the prompt differs per input)."""
-    out = Path(cfg.out)
+    prompt or vector: the prompt differs per input), then rename the run into place."""
+    out = run.work
     record = {"task": task.name, "best_step": state.best_step, "steps": state.step}
     final = _with_state(mixture, best, record | {"config": asdict(cfg)})
     start = _with_state(mixture, initial)
@@ -598,6 +676,8 @@ def _finish_attempt(
         steps=state.step,
         max_steps=data.max_steps,
         best_step=state.best_step,
+        learned=state.best_step > 0,
+        lr=lr,
         stopped_early=stopped_early,
         best_val=state.best_score,
         init_val=state.init_val,
@@ -626,7 +706,8 @@ def _finish_attempt(
     if acc.is_main_process:
         origin.save(out / "origin.safetensors")
         final.save(out / ATTEMPT_FILE)
-        write_json(out / "metrics.json", result.as_dict())
+        write_json(out / "metrics.json", result.as_dict())  # last: it marks a finished run
+        run.commit()
         log.info(
             "%s (attempt): best val %.4f at step %d; test %s",
             task.name,
@@ -635,6 +716,33 @@ def _finish_attempt(
             (result.test or {}).get("score"),
         )
     return result
+def _finished_result(out: Path) -> TrainResult:
+    """The result of a finished run, read back from its directory (--resume with nothing to do)."""
+    m = json.loads((out / rundir.FINISHED_MARK).read_text(encoding="utf-8"))
+    known = {f.name for f in fields(TrainResult)}
+    m.setdefault("learned", m.get("best_step", 0) > 0)  # runs from before the field
+    m.setdefault("lr", None)
+    return TrainResult(
+        **{k: v for k, v in m.items() if k in known},
+        origin=load(out / "origin.safetensors"),
+        **{
+            name: load(out / f"{name}.safetensors")
+            for name in ("prompt", "vector")
+            if (out / f"{name}.safetensors").exists()  # an ATTEMPT run has neither
+        },
+    )
+
+
+def _diverged(run: rundir.RunDir, state, step: int, loss: float, lr: float, main: bool):
+    """Stop on a NaN/Inf loss: the prompt is broken, so nothing more is saved. A fresh run's
+    partial directory goes (no half run left); a resumed one keeps its last good checkpoint."""
+    if main and not run.resuming:
+        run.discard()
+    kept = f"; {run.work} keeps the checkpoint of step {state.step}" if run.resuming else ""
+    raise TrainingDiverged(
+        f"training diverged: loss is {loss} at step {step} (lr {lr:g}); nothing was "
+        f"saved{kept}. Lower --lr"
+    )
 
 
 # --- logging and checkpoints ------------------------------------------------------------------

