@@ -343,7 +343,10 @@ def test_an_interrupted_run_blocks_a_fresh_one_until_resume_or_overwrite(tmp_pat
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--steps", "-1"], "--steps must be an integer >= 1, got -1"),
+        (
+            ["--steps", "-1"],
+            "--steps must be an integer >= 0 (0: only score the starting prompt), got -1",
+        ),
         (["--lr", "nan"], "--lr must be a finite positive number, got nan"),
         (["--lr", "inf"], "--lr must be a finite positive number, got inf"),
         (["--lr", "0"], "--lr must be a finite positive number, got 0.0"),
@@ -371,7 +374,7 @@ def test_bad_numbers_are_refused_naming_the_option(
 
 
 def test_python_api_refuses_the_same_way():
-    with pytest.raises(OptionError, match="--steps must be an integer >= 1, got -1") as e:
+    with pytest.raises(OptionError, match=r"--steps must be an integer >= 0 \(0: only") as e:
         TrainConfig(task="t", max_steps=-1)
     assert e.value.option == "max_steps"
     with pytest.raises(OptionError, match="--lr must be a finite positive number, got nan"):
@@ -578,5 +581,5 @@ def test_random_options_train_or_are_refused_by_name(tmp_path_factory, options):
         return  # valid, but trains for epochs x the train size: slow, not a refusal question
     task = keyword_task(n_train=8, n_val=4, n_test=4)
     m = train(cfg, backbone=_tiny(), task=task, progress=False)
-    assert m.steps >= 1 and math.isfinite(m.vector_norm)
+    assert m.steps >= 0 and math.isfinite(m.vector_norm)
     assert (Path(cfg.out) / "metrics.json").is_file()

@@ -158,8 +158,9 @@ class TrainConfig:
         """Refuse nonsense before anything loads: one line naming the option as the CLI spells
         it (the field's `cli` name; tpv.checks)."""
         check_choice(self, "dtype", DTYPES)
-        for name in ("num_tokens", "max_steps", "batch_size", "grad_accum", "eval_every"):
+        for name in ("num_tokens", "batch_size", "grad_accum", "eval_every"):
             check_int(self, name, 1)
+        check_int(self, "max_steps", 0, hint=" (0: only score the starting prompt)")
         check_int(self, "eval_batch_size", 1)
         check_int(self, "max_input_tokens", 1)
         for name in ("origin_seed", "seed", "shots_seed"):
@@ -609,7 +610,7 @@ def _finish(
             state.best_step,
             (result.test or {}).get("score"),
         )
-    if not result.learned:
+    if not result.learned and state.step > 0:
         log.warning(
             "%s: validation never beat the starting prompt (best step 0 of %d, %.4f): the run "
             'learned nothing%s; recorded as "learned": false in metrics.json. Try another '
