@@ -354,7 +354,7 @@ def _label(x: PromptTensor) -> str:
 def check_compatible(a: PromptTensor, b: PromptTensor) -> None:
     if not same_model(a.model, b.model):
         raise IncompatibleError(
-            f"different models ({describe_mismatch(a.model, b.model)}): {_label(a)} vs {_label(b)}"
+            f"different models: {_label(a)} vs {_label(b)} ({describe_mismatch(a.model, b.model)})"
         )
     if a.hidden_size != b.hidden_size:
         raise IncompatibleError(f"different hidden sizes: {_label(a)} vs {_label(b)}")
