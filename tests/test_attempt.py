@@ -256,7 +256,9 @@ def test_attempt_learns_a_synthetic_task(tmp_path, llama):
     assert m.method == "attempt" and m.vector_norm is None and m.target_shift_norm > 0
 
 
-def test_attempt_resume_continues_the_same_run(tmp_path, llama):
+def test_attempt_resume_continues_the_same_run(tmp_path, llama, monkeypatch):
+    import importlib
+
     task = keyword_task(n_train=64, n_val=16, n_test=16)
     kw = dict(
         task="keyword",
@@ -270,12 +272,18 @@ def test_attempt_resume_continues_the_same_run(tmp_path, llama):
     whole = train(
         TrainConfig(out=str(tmp_path / "a"), **kw), backbone=llama, task=task, progress=False
     )
-    train(
-        TrainConfig(out=str(tmp_path / "b"), **(kw | {"max_steps": 4})),
-        backbone=llama,
-        task=task,
-        progress=False,
-    )
+    # Kill the run after its first checkpoint (step 4); --resume continues it (tpv.rundir).
+    T = importlib.import_module("tpv.train")  # the module (tpv.train is the function)
+    real_save = T._save_checkpoint
+
+    def crash_after_first(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(T, "_save_checkpoint", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(out=str(tmp_path / "b"), **kw), backbone=llama, task=task, progress=False)
+    monkeypatch.setattr(T, "_save_checkpoint", real_save)
     resumed = train(
         TrainConfig(out=str(tmp_path / "b"), **kw),
         backbone=llama,

@@ -481,7 +481,9 @@ def train(
             lr=lr,
         )  # fmt: skip
     tracker.log_final(result.as_dict())
-    tracker.finish()
+    tracker.finish()  # closes the tracker's files before the work directory is renamed
+    if main:
+        run.commit()
     return result
 
 
@@ -601,8 +603,7 @@ def _finish(
         origin.save(out / "origin.safetensors")
         tuned.save(out / "prompt.safetensors")
         vector.save(out / "vector.safetensors")
-        write_json(out / "metrics.json", result.as_dict())  # last: it marks a finished run
-        run.commit()
+        write_json(out / "metrics.json", result.as_dict())  # last: marks it finished
         log.info(
             "%s: best val %.4f at step %d; test %s",
             task.name,
@@ -707,8 +708,7 @@ def _finish_attempt(
     if acc.is_main_process:
         origin.save(out / "origin.safetensors")
         final.save(out / ATTEMPT_FILE)
-        write_json(out / "metrics.json", result.as_dict())  # last: it marks a finished run
-        run.commit()
+        write_json(out / "metrics.json", result.as_dict())  # last: marks it finished
         log.info(
             "%s (attempt): best val %.4f at step %d; test %s",
             task.name,
