@@ -549,21 +549,10 @@ def _loop(
     return stopped_early
 
 
-def _finish(
-    cfg, acc, backbone, task, data, origin, init, state, best, stopped_early, *, run, lr
+def _result(
+    cfg, acc, backbone, task, data, origin, init, state, stopped_early, lr, **fields
 ) -> TrainResult:
-    """Test the best prompt, write origin, prompt, vector and metrics to the run's work
-    directory, and rename it into place."""
-    out = run.work
-    tuned = SoftPrompt(
-        best["prompt"],
-        backbone.name,
-        name=task.name,
-        origin_id=origin.id,
-        tasks=(task.name,),
-        record={"best_step": state.best_step, "steps": state.step, "config": asdict(cfg)},
-    )
-    vector = TaskPromptVector.from_prompts(tuned, origin)
+    """The TrainResult fields every method shares, plus `fields` (prompt/vector or mixture)."""
     result = TrainResult(
         task=task.name,
         model=backbone.name,
@@ -584,16 +573,38 @@ def _finish(
         processes=acc.num_processes,
         train_seconds=state.train_seconds,
         eval_seconds=state.eval_seconds or 0.0,
-        vector_norm=vector.norm(),
-        origin_norm=origin.norm(),
-        vector_to_origin_norm=vector.norm() / max(origin.norm(), 1e-12),
         origin=origin,
-        prompt=tuned,
-        vector=vector,
+        **fields,
     )
     if state.train_seconds > 0 and state.step:
         result.steps_per_s = state.step / state.train_seconds
         result.examples_per_s = state.step * cfg.batch_size / state.train_seconds
+    return result
+
+
+def _finish(
+    cfg, acc, backbone, task, data, origin, init, state, best, stopped_early, *, run, lr
+) -> TrainResult:
+    """Test the best prompt, write origin, prompt, vector and metrics to the run's work
+    directory, and rename it into place."""
+    out = run.work
+    tuned = SoftPrompt(
+        best["prompt"],
+        backbone.name,
+        name=task.name,
+        origin_id=origin.id,
+        tasks=(task.name,),
+        record={"best_step": state.best_step, "steps": state.step, "config": asdict(cfg)},
+    )
+    vector = TaskPromptVector.from_prompts(tuned, origin)
+    result = _result(
+        cfg, acc, backbone, task, data, origin, init, state, stopped_early, lr,
+        vector_norm=vector.norm(),
+        origin_norm=origin.norm(),
+        vector_to_origin_norm=vector.norm() / max(origin.norm(), 1e-12),
+        prompt=tuned,
+        vector=vector,
+    )
     if data.test_rows:
         test = data.evaluator(backbone, task, data.test_rows, cfg)
         result.test = test(tuned, model=None)
@@ -667,37 +678,15 @@ def _finish_attempt(
     final = _with_state(mixture, best, record | {"config": asdict(cfg)})
     start = _with_state(mixture, initial)
     shift = float((final.target.detach().double() - origin.tensor.double()).norm())
-    result = TrainResult(
-        task=task.name,
-        model=backbone.name,
-        origin_id=origin.id,
-        origin_seed=cfg.origin_seed,
-        init=init.name,
-        num_tokens=origin.num_tokens,
-        train_size=len(data.items),
-        steps=state.step,
-        max_steps=data.max_steps,
-        best_step=state.best_step,
-        learned=state.best_step > 0,
-        lr=lr,
-        stopped_early=stopped_early,
-        best_val=state.best_score,
-        init_val=state.init_val,
-        evals=state.evals,
-        processes=acc.num_processes,
-        train_seconds=state.train_seconds,
-        eval_seconds=state.eval_seconds or 0.0,
+    result = _result(
+        cfg, acc, backbone, task, data, origin, init, state, stopped_early, lr,
         vector_norm=None,
         origin_norm=origin.norm(),
         vector_to_origin_norm=None,
         method=str(cfg.method),
         target_shift_norm=shift,
-        origin=origin,
         mixture=final,
     )
-    if state.train_seconds > 0 and state.step:
-        result.steps_per_s = state.step / state.train_seconds
-        result.examples_per_s = state.step * cfg.batch_size / state.train_seconds
     if data.test_rows:
         test = data.evaluator(backbone, task, data.test_rows, cfg)
         result.test = test(final, model=None)
