@@ -31,6 +31,13 @@ from tpv.train import TrainConfig, train
 from tpv.vectors import load
 
 
+@pytest.fixture(autouse=True)
+def _plain_path(monkeypatch):
+    """The pins are the plain path's bits (the fast path matches it to rounding:
+    tests/test_fastpath.py)."""
+    monkeypatch.setenv("TPV_FAST_PATH", "0")
+
+
 def digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 

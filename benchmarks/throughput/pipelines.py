@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from collections.abc import Sequence
@@ -11,7 +12,8 @@ import torch
 from benchmarks.throughput.machine import _sync
 from benchmarks.throughput.settings import Settings
 from benchmarks.throughput.workloads import Data, Workload, summarize_training
-from tpv import metrics
+from tpv import fastpath, metrics
+from tpv.backbone import Backbone
 from tpv.data import IGNORE, Encoded
 from tpv.evaluate import Evaluator
 from tpv.prompted import PromptedModel
@@ -19,9 +21,24 @@ from tpv.step import train_step
 from tpv.train import lr_factor
 
 
-# --- pipeline tpv -----------------------------------------------------------------------------
-def run_tpv(w: Workload, d: Data, s: Settings, peak: float | None) -> dict:
-    bb, dev = w.backbone, s.device
+# --- pipelines tpv and tpv-plain ---------------------------------------------------------------
+def run_tpv(w: Workload, d: Data, s: Settings, peak: float | None, plain: bool = False) -> dict:
+    """tpv's loop on its fast path, or (`plain`) on the plain path: the same code with
+    TPV_FAST_PATH=0, which is tpv as it ran before the fast path."""
+    if plain:
+        with fastpath.plain():
+            return _run_tpv(w.backbone, w, d, s, peak)
+    bb = w.backbone
+    dtype = fastpath.default_dtype(s.device)
+    if dtype != bb.model.dtype:
+        # A copy in the fast path's dtype (bf16 on a CPU with native bf16); A, B and tpv-plain
+        # keep the workload's float32 model.
+        bb = Backbone(copy.deepcopy(bb.model).to(dtype), bb.tokenizer, name=bb.name)
+    return _run_tpv(bb, w, d, s, peak)
+
+
+def _run_tpv(bb: Backbone, w: Workload, d: Data, s: Settings, peak: float | None) -> dict:
+    dev = s.device
     torch.manual_seed(s.seed)
     model = PromptedModel(bb, d.origin)
     optimizer = torch.optim.AdamW(
@@ -51,10 +68,11 @@ def run_tpv(w: Workload, d: Data, s: Settings, peak: float | None) -> dict:
         stamps.append(time.perf_counter())
         tokens, flops = d.step_cost(rows)
         shared = 0 if batch.prefix_ids is None else batch.prefix_ids.numel()
-        width = (
-            shared + batch.input_ids.shape[1] + d.P + (batch.labels.shape[1] if d.seq2seq else 0)
-        )
-        costs.append((len(rows), tokens, len(rows) * width, flops))
+        # Rows x width, the shared part counted per row; packed rows have no padding.
+        mask = batch.attention_mask
+        body = int(mask.sum()) if model.packs(mask, d.P + shared) else mask.numel()
+        answer = batch.labels.shape[1] if d.seq2seq else 0
+        costs.append((len(rows), tokens, len(rows) * (shared + d.P + answer) + body, flops))
     train = summarize_training(stamps, costs, s, peak) | {"losses": losses}
 
     # d.encoder: the same token ids as A and B (inputs capped to fit A's 256).

@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-PIPELINES = ("tpv", "A", "B")
+PIPELINES = ("tpv", "tpv-plain", "A", "B")
 DESCRIPTIONS = {
-    "tpv": "tpv loop: dynamic left padding, LM head on answer rows only, rank-classification eval",
+    "tpv": "tpv loop on its fast path (tpv.fastpath: packed rows, one-matmul LM head, the "
+    "default dtype: bf16 on CUDA and on CPUs with native bf16), rank-classification eval",
+    "tpv-plain": "tpv loop on the plain path (TPV_FAST_PATH=0): float32 on CPU, rows "
+    "left-padded to the longest, LM head on answer rows only, rank-classification eval",
     "A": "PEFT + Trainer, padded to 256, eval by generate (greedy, 16 tokens)",
     "B": "PEFT + Trainer, dynamic padding + group_by_length, eval by generate",
 }

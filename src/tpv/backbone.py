@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from tpv import identity
+from tpv import fastpath, identity
 from tpv.paths import models_home
 from tpv.vectors import Origin
 
@@ -116,8 +116,9 @@ class Backbone:
         Gemma-3-270M; a path to a .gguf file; a local model directory; or a Hugging Face hub id
         (needs the hub or its cache; `revision` pins it). The backbone's `name` is the model's
         identity by content (see tpv.identity), recorded in everything made with it.
+        `dtype` None: tpv.fastpath.default_dtype (bf16 on CUDA and on CPUs with native bf16).
         """
-        dtype = dtype or torch.float32
+        dtype = dtype or fastpath.default_dtype(device)
         packaged = _packaged(name)
         if packaged is not None:
             name = str(packaged.gguf())

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tpv import fastpath, packing
 from tpv.backbone import Backbone
 from tpv.data import IGNORE, Batch
 
@@ -38,6 +39,7 @@ class PromptedModel(nn.Module):
         self._keep_logits = "logits_to_keep" in params
         # transformers 5 names the KV cache argument `cache` (4.x: `past_key_values`).
         self._cache_arg = next((a for a in ("cache", "past_key_values") if a in params), None)
+        self._window = packing.sliding_window(self.model.config)
 
     @property
     def num_tokens(self) -> int:
@@ -90,6 +92,15 @@ class PromptedModel(nn.Module):
         (not with a per-input prompt: no two rows share their prompt)."""
         return not self.seq2seq and self._cache_arg is not None and self.prompt_module is None
 
+    def packs(self, attention_mask: torch.Tensor, prefix_len: int) -> bool:
+        """Whether rows behind a shared [prompt][prefix] of `prefix_len` tokens run packed
+        (tpv.packing: the fast path, when it saves padding)."""
+        return (
+            self._keep_logits
+            and self.can_share_prefix
+            and packing.worth_packing(attention_mask, prefix_len, self._window)
+        )
+
     def _run_decoder(
         self,
         input_ids,
@@ -107,7 +118,6 @@ class PromptedModel(nn.Module):
         (gradients flow back through the cache to the prompt), for a fraction of the work when
         the chat template and instruction are most of each input.
         """
-        kw = {"logits_to_keep": keep} if self._keep_logits else {}
         if prefix_ids is None:
             embeds, mask, positions = self._inputs(input_ids, attention_mask, pool_mask)
             out = self.model(
@@ -115,7 +125,7 @@ class PromptedModel(nn.Module):
                 attention_mask=mask,
                 position_ids=positions,
                 use_cache=use_cache,
-                **kw,
+                **self._keep(embeds.shape[1] - keep, embeds.shape[1], embeds.device),
             )
             return out.logits[:, -keep:], (out[self._cache_arg] if use_cache else None), mask
         if self.prompt_module is not None:
@@ -124,24 +134,43 @@ class PromptedModel(nn.Module):
         B = input_ids.shape[0]
         shared = torch.cat([self.prompt.to(emb.weight.dtype), emb(prefix_ids)], dim=0)[None]
         n = shared.shape[1]
-        head = self.model(
-            inputs_embeds=shared,
-            use_cache=True,
-            **({"logits_to_keep": 1} if self._keep_logits else {}),
-        )
+        # No logits for the prefix: nothing is predicted there.
+        head = self.model(inputs_embeds=shared, use_cache=True, **self._keep(0, 0, shared.device))
         cache = head[self._cache_arg]
+        if not use_cache and self.packs(attention_mask, n):
+            rows = packing.pack_rows(input_ids, attention_mask, keep, n, emb.weight.dtype)
+            out = self.model(
+                inputs_embeds=emb(rows.ids),
+                attention_mask=rows.mask,
+                position_ids=rows.positions,
+                use_cache=True,
+                **{self._cache_arg: cache},
+                logits_to_keep=rows.keep_index,
+            )
+            return out.logits.view(B, keep, -1), None, None
         cache.batch_repeat_interleave(B)
         mask = torch.cat([attention_mask.new_ones((B, n)), attention_mask], dim=1)
         positions = n + (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        T = input_ids.shape[1]
         out = self.model(
             inputs_embeds=emb(input_ids),
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
             **{self._cache_arg: cache},
-            **kw,
+            **self._keep(T - keep, T, input_ids.device),
         )
         return out.logits[:, -keep:], (out[self._cache_arg] if use_cache else None), mask
+
+    def _keep(self, start: int, stop: int, device) -> dict:
+        """`logits_to_keep` as explicit positions: the head then sees a contiguous (B, keep, d)
+        tensor and runs as one matmul (an int keeps a strided slice, which torch runs as a
+        batched matmul over B copies of the vocabulary matrix: ~10x slower on CPU)."""
+        if not self._keep_logits:
+            return {}
+        if not fastpath.enabled():  # the plain path, as it always ran
+            return {"logits_to_keep": max(stop - start, 1)}
+        return {"logits_to_keep": torch.arange(start, stop, device=device)}
 
     def _decoder_logits(
         self, input_ids, attention_mask, keep: int, prefix_ids=None, pool_mask=None

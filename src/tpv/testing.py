@@ -107,20 +107,22 @@ def keyword_task(
     n_val: int = 32,
     n_test: int = 32,
     seed: int = 0,
-    length: int = 6,
+    length: int | tuple[int, int] = 6,
     template: str | None = "{text} label :",
     name: str = "keyword",
     flip: bool = False,
 ) -> Task:
     """Label "yes"/"no" set by one keyword hidden among filler words: learnable by a prompt.
-    `flip` swaps what the keywords mean: a different task on the same kind of input."""
+    `flip` swaps what the keywords mean: a different task on the same kind of input.
+    `length` (lo, hi): every input has a length drawn from lo..hi (rows that need padding)."""
 
     def rows(n: int, rng: random.Random) -> list[Example]:
         out = []
         for i in range(n):
             label = i % 2
-            words = [rng.choice(FILLER) for _ in range(length - 1)]
-            words.insert(rng.randrange(length), rng.choice(KEYWORDS[("yes", "no")[label]]))
+            size = length if isinstance(length, int) else rng.randint(*length)
+            words = [rng.choice(FILLER) for _ in range(size - 1)]
+            words.insert(rng.randrange(size), rng.choice(KEYWORDS[("yes", "no")[label]]))
             out.append(Example({"text": " ".join(words)}, 1 - label if flip else label))
         rng.shuffle(out)
         return out

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from tpv import rundir
+from tpv import fastpath, rundir
 from tpv.backbone import Backbone
 from tpv.checks import OptionError, check_choice, check_float, check_int
 from tpv.data import Encoder
@@ -114,7 +114,9 @@ class TrainConfig:
     )
     test_init: bool = option(False, "Also score the starting prompt on test.")
     dtype: str = option(
-        "auto", "auto (bf16 on CUDA, float32 elsewhere) | float32 | bfloat16 | float16."
+        "auto",
+        "auto (bf16 on CUDA and on CPUs with native bf16, float32 elsewhere or with "
+        "TPV_FAST_PATH=0) | float32 | bfloat16 | float16. The prompt stays float32.",
     )
     share_prefix: bool = option(
         True, "Decoders: run the tokens every input starts with once per batch."
@@ -241,7 +243,7 @@ def initial_prompt(cfg: TrainConfig, backbone: Backbone) -> tuple[Origin, SoftPr
 
 def _resolve_dtype(cfg: TrainConfig) -> torch.dtype:
     if cfg.dtype == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        return fastpath.default_dtype("cuda" if torch.cuda.is_available() else "cpu")
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
         cfg.dtype
     ]
@@ -278,6 +280,9 @@ class TrainResult:
     test: dict | None = None  # metrics of the best prompt on the test split
     init_test: dict | None = None  # of the initial prompt (cfg.test_init)
     method: str = "prompt"
+    # How the frozen model ran: its weights' dtype, and whether on tpv's fast path (tpv.fastpath).
+    compute_dtype: str | None = None
+    fast_path: bool | None = None
     # ATTEMPT only: mean mixture weight per source (and the target) on the test inputs, and
     # norm(target - origin) in place of a vector norm.
     attention: dict[str, float] | None = None
@@ -573,6 +578,8 @@ def _result(
         processes=acc.num_processes,
         train_seconds=state.train_seconds,
         eval_seconds=state.eval_seconds or 0.0,
+        compute_dtype=str(backbone.model.dtype).removeprefix("torch."),
+        fast_path=fastpath.enabled(),
         origin=origin,
         **fields,
     )
