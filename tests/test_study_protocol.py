@@ -297,3 +297,22 @@ def test_multitask_cost_counts_the_sources_unless_joint_starts_from_the_origin()
     from_sum = base | {"method": "joint(steps=100)", "fit": {"steps": 100}}
     assert _cost(from_sum, sources) == (600, 1550.0)
     assert _cost(base | {"method": "sum", "origin_seed": 1}, sources) == (None, None)
+
+
+def test_the_study_config_runs_every_arm_and_keeps_the_old_rows():
+    cfg = ExperimentConfig.load(Path(__file__).parent.parent / "configs" / "study.toml")
+    runner = Runner(cfg)
+    got = _hashes(runner)
+    # The job counts its COST comment gives.
+    assert {s: len(v) for s, v in got.items()} == {
+        "floors": 4, "sources": 12, "cross_origin": 60, "similarity": 1, "multitask": 12,
+        "fewshot": 75,
+    }  # fmt: skip
+    assert "attempt:rotten_tomatoes+tweets3" in cfg.inits_for("amazon_polarity")
+    assert cfg.fewshot_selection == ["validation", "none"] and cfg.cross_controls
+    joint = [m for m in cfg.multitask_methods if m["method"] == "joint"]
+    assert sorted(m["steps"] for m in joint) == [100, cfg.train["max_steps"]]
+    # Every job of the config before the arms is still there, under the same hash.
+    before = json.loads((FIXTURES / "hashes.json").read_text())["study-before-16"]
+    for stage in STAGES:
+        assert {k: got[stage][k] for k in before[stage]} == before[stage], stage
