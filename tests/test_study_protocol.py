@@ -203,6 +203,11 @@ def test_the_report_shows_the_arms_apart(arms, tmp_path):
     assert "| kw | zero origin (tau alone) vs own origin |" in text
     assert "### kw_target: selection on validation (the paper's)" in text
     assert "### kw_target: no selection (true few-shot" in text
+    # The none table borrows the 0-shot random start (nothing selected in it), marked.
+    none_table = text.split("### kw_target: no selection")[1]
+    k0 = rows["fewshot/kw_target__k0__s0__random"]
+    assert f"| random | {k0['test']:.3f} / {k0['metrics']['accuracy']:.3f} † |" in none_table
+    assert "| tpv:kw+kw_flip |" in none_table and "spot" not in none_table
     assert "joint(eval_every=2,init=origin,steps=4)" in text and "cost" in text
     assert "steps" in text
 

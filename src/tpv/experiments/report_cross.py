@@ -100,8 +100,14 @@ def cross_comparisons(by_task: dict[str, dict[str, list[dict]]]) -> list[dict]:
 def _arm_title(lr: float | None, source_rows: list[dict]) -> str:
     if lr is not None:
         return f"### Learning-rate arm: lr {lr:g}"
-    lrs = sorted({r["lr"] for r in source_rows if r.get("lr_arm") is None and r.get("lr")})
-    return "### Main sources: lr " + (", ".join(f"{x:g}" for x in lrs) if lrs else "[train] lr")
+    lrs = sorted(
+        {
+            r.get("lr") or (r.get("settings") or {}).get("train", {}).get("lr", 0.3)
+            for r in source_rows
+            if r.get("lr_arm") is None and (r.get("lr") or r.get("settings"))
+        }
+    )  # rows before `lr` was recorded: their settings' [train] lr (0.3 when left out)
+    return "### Main sources" + (": lr " + ", ".join(f"{x:g}" for x in lrs) if lrs else "")
 
 
 def _source_ratio(source_rows: list[dict], task: str, lr: float | None) -> str:
