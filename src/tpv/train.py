@@ -1,4 +1,4 @@
-"""Prompt tuning: train a soft prompt on a frozen model, keep the best, write the run.
+"""Prompt tuning: train a soft prompt on a frozen model, keep the best (or the last), write the run.
 
 Readable top to bottom: set up -> (resume) -> loop {batch, loss, step, evaluate, checkpoint}
 -> test the best prompt -> write origin, prompt, vector, metrics. Accelerate does the device
