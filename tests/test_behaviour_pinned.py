@@ -141,8 +141,21 @@ def _untimed(x):
 ADDED = {"job_hash", "settings", "code_commit", "scorer", "init_metrics", "test_metrics"}
 
 
+# Added with the study's protocol arms (#16): per stage, so the fields of the same name that
+# other stages had at the pin (a source row's vector_norm and steps) stay pinned.
+ADDED_BY_STAGE = {
+    "sources": {"lr", "lr_arm"},
+    "cross_origin": {"arm", "lr_arm", "vector_norm", "origin_norm", "own_origin_norm",
+                     "relative_change"},
+    "fewshot": {"selection", "lambda_chosen_on", "steps"},
+}  # fmt: skip
+
+
 def _pinned_fields(row: dict) -> dict:
-    row = {k: v for k, v in row.items() if k not in ADDED}
+    added = ADDED | ADDED_BY_STAGE.get(row["stage"], set())
+    row = {k: v for k, v in row.items() if k not in added}
+    if isinstance(row.get("fit"), dict):
+        row["fit"] = {k: v for k, v in row["fit"].items() if k != "steps"}
     if row["stage"] == "sources" or (row["stage"] == "fewshot" and row["shots"] > 0):
         row.pop("metrics", None)
     if isinstance(row.get("metrics"), dict):

@@ -138,7 +138,8 @@ def test_multitask_kept_fraction_above_the_floor(report):
     # t: (0.875 - 0.75) / (1 - 0.75) = 0.5; u: (0.5 - 0.1905) / (0.8 - 0.1905) = 0.508.
     assert "t: 0.875 / 0.900 (kept above floor 0.500; plain 0.875)" in row
     assert "u: 0.500 / 0.600 (kept above floor 0.508; plain 0.625)" in row
-    assert row.endswith("| 0.500 |")
+    # Cost: the two sources' 10 steps each; no seconds recorded in these rows.
+    assert row.endswith("| 0.500 | 20; - |")
     assert "best worst-task kept fraction above the floor 0.500 (sum); falls short" in report
 
 

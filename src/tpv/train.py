@@ -1,4 +1,4 @@
-"""Prompt tuning: train a soft prompt on a frozen model, keep the best, write the run.
+"""Prompt tuning: train a soft prompt on a frozen model, keep the best (or the last), write the run.
 
 Readable top to bottom: set up -> (resume) -> loop {batch, loss, step, evaluate, checkpoint}
 -> test the best prompt -> write origin, prompt, vector, metrics. Accelerate does the device
@@ -53,6 +53,11 @@ class TrainingDiverged(RuntimeError):
 class Method(Choice):
     prompt = "prompt"  # one soft prompt in front of every input
     attempt = "attempt"  # ATTEMPT: a per-input mixture of frozen source prompts (tpv.attempt)
+
+
+class Keep(Choice):
+    best = "best"  # the best prompt on validation (the start counts as step 0)
+    last = "last"  # the last prompt, no validation read at all (true few-shot: fixed steps)
 
 
 ATTEMPT_FILE = "attempt.safetensors"  # the result of a method "attempt" run
@@ -138,6 +143,11 @@ class TrainConfig:
     attempt_lr: float | None = option(
         None, "ATTEMPT attention module learning rate (default: --lr)."
     )
+    keep: Keep = option(
+        Keep.best,
+        "Which prompt the run keeps: best (on validation, the start included) | last (fixed "
+        "steps, no validation read at all: the true few-shot protocol).",
+    )
     report_to: ReportTo = option(
         ReportTo.none,
         "Experiment tracker (Accelerate): none | tensorboard | wandb | mlflow; "
@@ -146,6 +156,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.method = Method.parse(self.method, "method")
+        self.keep = Keep.parse(self.keep, "keep")
         if self.method == Method.attempt and not self.sources:
             raise ValueError("method 'attempt' needs at least one source prompt (--source)")
         if self.method != Method.attempt and self.sources:
@@ -177,6 +188,12 @@ class TrainConfig:
         check_float(self, "warmup_ratio", minimum=0.0, maximum=1.0)
         check_float(self, "coef")
         check_float(self, "epochs", positive=True, optional=True)
+        if self.keep == Keep.last and self.patience is not None:
+            raise OptionError(
+                f"--patience {self.patience} stops on validation; --keep last reads no "
+                "validation (drop --patience)",
+                "patience",
+            )
         if self.batch_size % self.grad_accum:
             raise OptionError(
                 f"--batch-size {self.batch_size} is not divisible by --grad-accum "
@@ -263,10 +280,10 @@ class TrainResult:
     steps: int
     max_steps: int
     best_step: int
-    learned: bool  # validation beat the starting prompt (best_step > 0)
+    learned: bool | None  # validation beat the starting prompt (None: keep last, no validation)
     lr: float  # the learning rate used (cfg.lr, or the default rule's)
     stopped_early: bool
-    best_val: float
+    best_val: float | None  # None: keep last (no validation)
     init_val: float | None
     evals: list[dict]
     processes: int
@@ -418,7 +435,9 @@ def train(
     )
     main = acc.is_main_process
     # Before the model loads: refuse a file, a finished run, or a resume with other options.
-    run = rundir.prepare(cfg.out, asdict(cfg), resume=resume, overwrite=overwrite, main=main)
+    run = rundir.prepare(
+        cfg.out, _resume_options(cfg), resume=resume, overwrite=overwrite, main=main
+    )
     acc.wait_for_everyone()
     if run.finished:
         return _finished_result(run.out)
@@ -429,7 +448,8 @@ def train(
 
         task = get_task(cfg.task, **cfg.task_options)
     data = _data(cfg, backbone, task)
-    val = data.evaluator(backbone, task, data.val_rows, cfg)
+    select = cfg.keep == Keep.best  # keep last: validation is never read
+    val = data.evaluator(backbone, task, data.val_rows, cfg) if select else None
     origin, init = initial_prompt(cfg, backbone)
     mixture = _attempt_mixture(cfg, init, origin) if cfg.method == Method.attempt else None
     model = PromptedModel(backbone, mixture if mixture is not None else init.tensor)
@@ -467,13 +487,17 @@ def train(
         tracker.log_eval(step, result)
         return result
 
-    if state.step == 0:
+    if state.step == 0 and select:
         # The start may be the best there is (fair few-shot).
         state.init_val = evaluate_now(0)["score"]
     stopped_early = _loop(
-        cfg, acc, model, ddp_model, optimizer, scheduler, data, state, best, evaluate_now,
-        progress=progress and main, run=run, lr=lr, tracker=tracker,
+        cfg, acc, model, ddp_model, optimizer, scheduler, data, state, best,
+        evaluate_now if select else None, progress=progress and main, run=run, lr=lr,
+        tracker=tracker,
     )  # fmt: skip
+    if not select:
+        best.update(_snapshot(model))
+        state.best_step = state.step
     acc.wait_for_everyone()
     if mixture is not None:
         result = _finish_attempt(
@@ -541,7 +565,7 @@ def _loop(
             tracker.log_step(step, loss_value, scheduler.get_last_lr()[0])
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}", best=f"{state.best_score:.3f}")
-        if step % cfg.eval_every == 0 or step == max_steps:
+        if evaluate_now is not None and (step % cfg.eval_every == 0 or step == max_steps):
             evaluate_now(step)
             if cfg.patience is not None and state.bad_evals >= cfg.patience:
                 stopped_early = True
@@ -569,10 +593,10 @@ def _result(
         steps=state.step,
         max_steps=data.max_steps,
         best_step=state.best_step,
-        learned=state.best_step > 0,
+        learned=state.best_step > 0 if cfg.keep == Keep.best else None,
         lr=lr,
         stopped_early=stopped_early,
-        best_val=state.best_score,
+        best_val=state.best_score if math.isfinite(state.best_score) else None,
         init_val=state.init_val,
         evals=state.evals,
         processes=acc.num_processes,
@@ -623,13 +647,13 @@ def _finish(
         vector.save(out / "vector.safetensors")
         write_json(out / "metrics.json", result.as_dict())  # last: marks it finished
         log.info(
-            "%s: best val %.4f at step %d; test %s",
+            "%s: %s at step %d; test %s",
             task.name,
-            state.best_score,
+            _kept(state),
             state.best_step,
             (result.test or {}).get("score"),
         )
-    if not result.learned and state.step > 0:
+    if result.learned is False and state.step > 0:
         log.warning(
             "%s: validation never beat the starting prompt (best step 0 of %d, %.4f): the run "
             'learned nothing%s; recorded as "learned": false in metrics.json. Try another '
@@ -706,9 +730,9 @@ def _finish_attempt(
         final.save(out / ATTEMPT_FILE)
         write_json(out / "metrics.json", result.as_dict())  # last: marks it finished
         log.info(
-            "%s (attempt): best val %.4f at step %d; test %s",
+            "%s (attempt): %s at step %d; test %s",
             task.name,
-            state.best_score,
+            _kept(state),
             state.best_step,
             (result.test or {}).get("score"),
         )
@@ -728,6 +752,21 @@ def _finished_result(out: Path) -> TrainResult:
             if (out / f"{name}.safetensors").exists()  # an ATTEMPT run has neither
         },
     )
+
+
+def _kept(state: _Loop) -> str:
+    if math.isfinite(state.best_score):
+        return f"best val {state.best_score:.4f}"
+    return "last prompt kept (no validation)"
+
+
+def _resume_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The options a resumed run must share with the recorded one. `keep` at its default is
+    left out, so runs recorded before the option existed still resume."""
+    opts = asdict(cfg)
+    if cfg.keep == Keep.best:
+        opts.pop("keep")
+    return opts
 
 
 def _diverged(run: rundir.RunDir, state, step: int, loss: float, lr: float, main: bool):

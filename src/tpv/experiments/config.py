@@ -20,6 +20,25 @@ INIT_KINDS = ("random", "tpv", "spot", "suggest", "attempt")
 # concatenating the tuned prompts (n * P tokens; a strong non-arithmetic baseline), and the two
 # fitted on the tasks' train examples (tpv.compose): per-token coefficients, joint tuning.
 FITTED_METHODS = merge.FITTED  # tpv.compose modes, options checked by FitConfig
+# Claim 1's controls beside own and other origin: the vector alone (added to a zero origin) and
+# the vector on a random origin of the same norm as the one it was trained from (tpv.experiments
+# .controls).
+CROSS_CONTROLS = ("zero", "random")
+# How a few-shot run picks its prompt: "validation" (the paper's: the best of the evaluations on
+# the validation sample, lambda searched on validation) or "none" (the true few-shot arm: no
+# labelled target data beyond the k shots; fixed steps, the last prompt kept).
+SELECTIONS = ("validation", "none")
+
+
+# Fields added with the study's protocol arms (#16), at their defaults: left out of the config
+# hash (Runner.config_sha) so that a config without them keeps the hash it had.
+LATER_FIELDS: dict[str, Any] = {
+    "cross_controls": [],
+    "lr_arms": [],
+    "fewshot_selection": ["validation"],
+    "fewshot_none_inits": None,
+    "fewshot_none_lambda": "shots",
+}
 
 
 class ConfigError(ValueError):
@@ -40,6 +59,11 @@ class ExperimentConfig:
     scorer: str = "rank"  # tpv.scoring.Scorer; docs/scoring.md
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for source tuning
     cross_origin: bool = True
+    # [cross_origin] controls: any of CROSS_CONTROLS, for every (task, from-origin) of an arm.
+    cross_controls: list[str] = field(default_factory=list)
+    # [cross_origin] lr_arms: sources re-trained at another learning rate on a subset, each a
+    # table {lr, tasks, origin_seeds (default: every origin)}, with their own cross-origin rows.
+    lr_arms: list[dict[str, Any]] = field(default_factory=list)
     multitask_combinations: list[list[str] | dict[str, Any]] = field(default_factory=list)
     multitask_methods: list[dict[str, Any]] = field(default_factory=list)
     lambda_grid: list[float] | None = None  # None: the paper's 0..1 step 0.05
@@ -51,7 +75,13 @@ class ExperimentConfig:
     # One list for every target, or a table target -> list (the paper picks sources per target).
     fewshot_inits: list[str] | dict[str, list[str]] = field(default_factory=lambda: ["random"])
     fewshot_train: dict[str, Any] = field(default_factory=dict)
-    fewshot_lambda: float | str = 1.0  # a number, or "search" on the target's k-shot examples
+    fewshot_lambda: float | str = 1.0  # a number, or "search" on the target's validation sample
+    fewshot_selection: list[str] = field(default_factory=lambda: ["validation"])  # SELECTIONS
+    # The "none" arm's inits (None: the target's inits) and lambda for tpv:A+B: "shots" searches
+    # the lambda grid on the k shots themselves (1.0, the paper's unscaled sum, at k = 0), or a
+    # fixed number.
+    fewshot_none_inits: list[str] | None = None
+    fewshot_none_lambda: float | str = "shots"
     source: str = ""  # the file it came from
 
     @classmethod
@@ -86,7 +116,17 @@ class ExperimentConfig:
         multitask, fewshot = section("multitask"), section("fewshot")
         kw: dict[str, Any] = dict(exp)
         kw["train"] = section("train")
-        kw["cross_origin"] = section("cross_origin").get("enabled", True)
+        cross = section("cross_origin")
+        kw["cross_origin"] = cross.pop("enabled", True)
+        if "controls" in cross:
+            kw["cross_controls"] = cross.pop("controls")
+        if "lr_arms" in cross:
+            kw["lr_arms"] = cross.pop("lr_arms")
+        if cross:
+            raise ConfigError(
+                f"{source}: unknown [cross_origin] field(s) {sorted(cross)}; "
+                "known: ['controls', 'enabled', 'lr_arms']"
+            )
         kw["multitask_combinations"] = multitask.pop("combinations", [])
         kw["multitask_methods"] = [
             m if isinstance(m, dict) else {"method": m}
@@ -106,6 +146,9 @@ class ExperimentConfig:
             "origin_seed": "fewshot_origin_seed",
             "inits": "fewshot_inits",
             "lambda": "fewshot_lambda",
+            "selection": "fewshot_selection",
+            "none_inits": "fewshot_none_inits",
+            "none_lambda": "fewshot_none_lambda",
         }
         for k, v in fewshot.items():
             if k not in mapping:
@@ -134,10 +177,22 @@ class ExperimentConfig:
             for c in self.multitask_combinations
         ]
 
-    def inits_for(self, target: str) -> list[str]:
+    def inits_for(self, target: str, selection: str = "validation") -> list[str]:
+        """The inits of `target` in a selection arm (the "none" arm: its documented subset)."""
         if isinstance(self.fewshot_inits, dict):
-            return list(self.fewshot_inits.get(target, []))
-        return list(self.fewshot_inits)
+            inits = list(self.fewshot_inits.get(target, []))
+        else:
+            inits = list(self.fewshot_inits)
+        if selection == "none" and self.fewshot_none_inits is not None:
+            return [i for i in inits if i in self.fewshot_none_inits]
+        return inits
+
+    def lr_arm_grid(self) -> list[tuple[float, list[str], list[int]]]:
+        """(lr, tasks, origin seeds) per learning-rate arm."""
+        return [
+            (float(a["lr"]), list(a["tasks"]), list(a.get("origin_seeds", self.origin_seeds)))
+            for a in self.lr_arms
+        ]
 
     def validate(self) -> None:
         from tpv.train import TrainConfig
@@ -217,8 +272,90 @@ class ExperimentConfig:
                 raise ConfigError(
                     f"{where}: [fewshot] init {init!r} names non-source task(s) {missing}"
                 )
+        self._validate_protocol_arms()
         if self.fewshot_origin_seed not in self.origin_seeds and self.fewshot_targets:
             raise ConfigError(
                 f"{where}: [fewshot] origin_seed {self.fewshot_origin_seed} "
                 "is not among origin_seeds"
+            )
+
+    def _validate_protocol_arms(self) -> None:
+        """The study's extra arms (#16): cross-origin controls, learning-rate arms, the true
+        few-shot selection arm. One line naming the field at fault."""
+        where = self.source
+        if not isinstance(self.cross_controls, list) or any(
+            c not in CROSS_CONTROLS for c in self.cross_controls
+        ):
+            raise ConfigError(
+                f"{where}: [cross_origin] controls {self.cross_controls!r}: "
+                f"a list of {list(CROSS_CONTROLS)}"
+            )
+        if not isinstance(self.lr_arms, list):
+            raise ConfigError(f"{where}: [cross_origin] lr_arms must be a list of tables")
+        seen = set()
+        for arm in self.lr_arms:
+            if not isinstance(arm, dict) or set(arm) - {"lr", "tasks", "origin_seeds"}:
+                raise ConfigError(
+                    f"{where}: [cross_origin] lr_arms entry {arm!r}: a table takes 'lr', "
+                    "'tasks' and optionally 'origin_seeds'"
+                )
+            lr = arm.get("lr")
+            if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+                raise ConfigError(
+                    f"{where}: [cross_origin] lr_arms lr {lr!r}: a positive number"
+                )
+            if float(lr) == float(self.train.get("lr", 0.3)) or float(lr) in seen:
+                raise ConfigError(
+                    f"{where}: [cross_origin] lr_arms lr {lr}: repeats [train] lr or another arm"
+                )
+            seen.add(float(lr))
+            tasks = arm.get("tasks")
+            if not isinstance(tasks, list) or not tasks:
+                raise ConfigError(f"{where}: [cross_origin] lr_arms tasks {tasks!r}: a list")
+            missing = [t for t in tasks if t not in self.sources]
+            if missing:
+                raise ConfigError(
+                    f"{where}: [cross_origin] lr_arms tasks {missing} are not among sources"
+                )
+            bad = [s for s in arm.get("origin_seeds", []) if s not in self.origin_seeds]
+            if bad:
+                raise ConfigError(
+                    f"{where}: [cross_origin] lr_arms origin_seeds {bad} are not among "
+                    f"origin_seeds {self.origin_seeds}"
+                )
+        if (
+            not isinstance(self.fewshot_selection, list)
+            or not self.fewshot_selection
+            or any(s not in SELECTIONS for s in self.fewshot_selection)
+            or len(set(self.fewshot_selection)) != len(self.fewshot_selection)
+        ):
+            raise ConfigError(
+                f"{where}: [fewshot] selection {self.fewshot_selection!r}: "
+                f"a list of distinct values from {list(SELECTIONS)}"
+            )
+        if self.fewshot_none_inits is not None:
+            all_inits = (
+                {i for v in self.fewshot_inits.values() for i in v}
+                if isinstance(self.fewshot_inits, dict)
+                else set(self.fewshot_inits)
+            )
+            if not isinstance(self.fewshot_none_inits, list) or (
+                set(self.fewshot_none_inits) - all_inits
+            ):
+                raise ConfigError(
+                    f"{where}: [fewshot] none_inits {self.fewshot_none_inits!r}: "
+                    "a list of inits that [fewshot] inits has"
+                )
+        lam = self.fewshot_none_lambda
+        if lam != "shots" and (isinstance(lam, bool) or not isinstance(lam, int | float)):
+            raise ConfigError(
+                f"{where}: [fewshot] none_lambda {lam!r}: \"shots\" (searched on the k shots) "
+                "or a number"
+            )
+        if self.fewshot_lambda != "search" and (
+            isinstance(self.fewshot_lambda, bool)
+            or not isinstance(self.fewshot_lambda, int | float)
+        ):
+            raise ConfigError(
+                f"{where}: [fewshot] lambda {self.fewshot_lambda!r}: \"search\" or a number"
             )

@@ -32,14 +32,23 @@ def _common(cfg: ExperimentConfig) -> dict[str, Any]:
     }
 
 
-def source_settings(cfg: ExperimentConfig, task: str, origin_seed: int) -> dict[str, Any]:
-    """A source prompt: tuned on `task` from origin `origin_seed` with [train]."""
+def source_settings(
+    cfg: ExperimentConfig, task: str, origin_seed: int, lr: float | None = None
+) -> dict[str, Any]:
+    """A source prompt: tuned on `task` from origin `origin_seed` with [train] (at `lr` for a
+    learning-rate arm: [train] with its lr replaced)."""
     return _common(cfg) | {
         "task": task,
         "origin_seed": origin_seed,
         "eval_examples": cfg.eval_examples,  # validation picks the kept checkpoint
-        "train": cfg.train,
+        "train": cfg.train if lr is None else cfg.train | {"lr": lr},
     }
+
+
+def none_arm_train(cfg: ExperimentConfig) -> dict[str, Any]:
+    """[fewshot.train] as the true few-shot arm runs it: the last prompt kept, no early
+    stopping (both would need labelled validation data)."""
+    return {k: v for k, v in cfg.fewshot_train.items() if k != "patience"} | {"keep": "last"}
 
 
 def _sources_used_by_init(cfg: ExperimentConfig, init: str) -> list[str]:
@@ -61,12 +70,14 @@ def job_settings(cfg: ExperimentConfig, stage: str, params: dict[str, Any]) -> d
             "test_examples": cfg.test_examples,
         }
     if stage == "sources":
-        return source_settings(cfg, params["task"], params["origin_seed"])
+        return source_settings(cfg, params["task"], params["origin_seed"], params.get("lr"))
     if stage == "cross_origin":
-        return _common(cfg) | {
-            "source": source_settings(cfg, params["task"], params["from_seed"]),
-            "on_seed": params["on_seed"],
-        }
+        source = source_settings(cfg, params["task"], params["from_seed"], params.get("lr"))
+        if "control" in params:  # claim 1's controls (tpv.experiments.controls)
+            from tpv.experiments.controls import control_settings
+
+            return _common(cfg) | {"source": source} | control_settings(params)
+        return _common(cfg) | {"source": source, "on_seed": params["on_seed"]}
     if stage == "similarity":
         return {
             "sources": [source_settings(cfg, t, s) for t in cfg.sources for s in cfg.origin_seeds]
@@ -83,7 +94,7 @@ def job_settings(cfg: ExperimentConfig, stage: str, params: dict[str, Any]) -> d
     if stage == "fewshot":
         s = cfg.fewshot_origin_seed
         init = params["init"]
-        return _common(cfg) | {
+        settings = _common(cfg) | {
             "target": params["target"],
             "shots": params["shots"],
             "seed": params["seed"],
@@ -95,6 +106,17 @@ def job_settings(cfg: ExperimentConfig, stage: str, params: dict[str, Any]) -> d
             "lambda_grid": cfg.lambda_grid if cfg.fewshot_lambda == "search" else None,
             "sources": [source_settings(cfg, t, s) for t in _sources_used_by_init(cfg, init)],
         }
+        if params.get("selection", "validation") == "none":
+            # The true few-shot arm reads no validation data: its own training and lambda.
+            lam = cfg.fewshot_none_lambda if init.startswith("tpv") else None
+            settings |= {
+                "selection": "none",
+                "eval_examples": None,
+                "train": none_arm_train(cfg) if params["shots"] else None,
+                "lambda": lam,
+                "lambda_grid": cfg.lambda_grid if lam == "shots" else None,
+            }
+        return settings
     raise ValueError(f"unknown stage {stage!r}")
 
 

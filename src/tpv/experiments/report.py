@@ -130,7 +130,9 @@ def build_report(out: str | Path, dest: str | Path | None = None, plots: bool = 
     if by_stage.get("sources"):
         parts += _sources(by_stage["sources"], floors)
     if by_stage.get("cross_origin"):
-        parts += _cross(by_stage["cross_origin"], floors)
+        from tpv.experiments.report_cross import cross_section
+
+        parts += cross_section(by_stage["cross_origin"], floors, by_stage.get("sources", []))
     if by_stage.get("similarity"):
         parts += _similarity(by_stage["similarity"][0], dest, plots)
     if by_stage.get("multitask"):
@@ -243,39 +245,43 @@ def _floors(rows: list[dict]) -> list[str]:
     ]
 
 
-def _source_flags(rows: list[dict], floors: Floors) -> dict[tuple[str, int], bool | None]:
-    """(task, origin) -> whether that source prompt clears its test floor by a clear margin
-    (the lower end of its bootstrap 95% interval above the floor)."""
+def _source_flags(
+    rows: list[dict], floors: Floors
+) -> dict[tuple[str, int, float | None], bool | None]:
+    """(task, origin, lr arm) -> whether that source prompt clears its test floor by a clear
+    margin (the lower end of its bootstrap 95% interval above the floor). The main sources
+    (the ones every later stage uses) have lr arm None."""
     out = {}
     for r in rows:
         ci = interval(r.get("metrics"), floors.num_labels(r["task"]))
-        out[(r["task"], r["origin_seed"])] = clears_floor(
+        out[(r["task"], r["origin_seed"], r.get("lr_arm"))] = clears_floor(
             ci[0] if ci else None, floors.primary(r["task"])
         )
     return out
 
 
 def _sources(rows: list[dict], floors: Floors) -> list[str]:
-    by_task: dict[str, list[dict]] = defaultdict(list)
+    by_task: dict[tuple[str, float | None], list[dict]] = defaultdict(list)
     for r in rows:
-        by_task[r["task"]].append(r)
+        by_task[(r["task"], r.get("lr_arm"))].append(r)
     flags = _source_flags(rows, floors)
     table, failing = [], []
-    for t, rs in sorted(by_task.items()):
+    for (t, lr), rs in sorted(by_task.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0)):
         rs = sorted(rs, key=lambda r: r["origin_seed"])
+        arm = "" if lr is None else f" (lr arm {lr:g})"
         ratio = [r["vector_norm"] / r["origin_norm"] for r in rs]
         cis = []
         for r in rs:
             ci = interval(r.get("metrics"), floors.num_labels(t))
             cis.append("-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
-        clear = [flags[(t, r["origin_seed"])] for r in rs]
+        clear = [flags[(t, r["origin_seed"], lr)] for r in rs]
         known = [c for c in clear if c is not None]
         failing += [
-            f"{t}/o{r['origin_seed']}" for r, c in zip(rs, clear, strict=True) if c is False
+            f"{t}/o{r['origin_seed']}{arm}" for r, c in zip(rs, clear, strict=True) if c is False
         ]
         table.append(
             [
-                t,
+                t + arm,
                 len(rs),
                 floors.cell(t),
                 _score_acc([r["init_test"] for r in rs], [r.get("init_metrics") for r in rs]),
@@ -310,32 +316,6 @@ def _sources(rows: list[dict], floors: Floors) -> list[str]:
     if failing:
         lines += [f"- **Below or at the floor (excluded from claims): {', '.join(failing)}.**", ""]
     return lines
-
-
-def _cross(rows: list[dict], floors: Floors) -> list[str]:
-    by_task: dict[str, dict[bool, list[dict]]] = defaultdict(lambda: {False: [], True: []})
-    for r in rows:
-        by_task[r["task"]][r["mixed"]].append(r)
-
-    def cell(rs: list[dict]) -> str:
-        return _score_acc([r["test"] for r in rs], [r.get("metrics") for r in rs])
-
-    table = []
-    for t, d in sorted(by_task.items()):
-        diff = "-"
-        if d[True] and d[False]:
-            mixed, own = (statistics.mean(r["test"] for r in d[m]) for m in (True, False))
-            diff = f"{mixed - own:+.3f}"
-        table.append([t, floors.cell(t), cell(d[False]), cell(d[True]), diff])
-    return [
-        "## Cross-origin transfer (claim 1)",
-        "",
-        "A vector trained from origin A, applied to its own origin (original) or another (mixed)."
-        " Cells: primary metric / accuracy.",
-        "",
-        _table(["task", "floor", "original", "mixed", "mixed - original"], table),
-        "",
-    ]
 
 
 def _similarity(row: dict, dest: Path, plots: bool) -> list[str]:
@@ -374,6 +354,9 @@ def _multitask(
     rows: list[dict], floors: Floors, source_rows: list[dict], dest: Path, plots: bool
 ) -> list[str]:
     flags = _source_flags(source_rows, floors)
+    main_sources = {
+        (r["task"], r["origin_seed"]): r for r in source_rows if r.get("lr_arm") is None
+    }
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in rows:
         groups[("+".join(r["tasks"]), r["method"])].append(r)
@@ -389,7 +372,7 @@ def _multitask(
             for i, r in enumerate(rs):
                 single = r["single_task_test"][t]
                 plain.append(plain_kept(r["test"][t], single))
-                ok = flags.get((t, r["origin_seed"]))
+                ok = flags.get((t, r["origin_seed"], None))
                 if floor is None or ok is False:
                     excluded.add(f"{t}/o{r['origin_seed']}")
                     above.append(None)
@@ -407,7 +390,16 @@ def _multitask(
         worst_kept = [min(w) for w in worst_per_row if w]
         if worst_kept:
             worst[combo][method] = statistics.mean(worst_kept)
-        table.append([combo, method, _chosen_cell(rs), "<br>".join(cells), _ms(worst_kept)])
+        table.append(
+            [
+                combo,
+                method,
+                _chosen_cell(rs),
+                "<br>".join(cells),
+                _ms(worst_kept),
+                _cost_cell([_cost(r, main_sources) for r in rs]),
+            ]
+        )
     lines = [
         "## Multi-task prompts by combination (claim 3)",
         "",
@@ -415,11 +407,16 @@ def _multitask(
         " score of the tasks. Per task: primary metric / accuracy; kept above floor ="
         " (multi - floor) / (single - floor), the share of the single-task skill above the"
         " constant answer that survives; plain = multi / single (the paper's ratio, which"
-        " counts the floor as kept). Worst kept: the lowest above-floor kept fraction.",
+        " counts the floor as kept). Worst kept: the lowest above-floor kept fraction. Cost:"
+        " optimiser steps (the sources' [train] steps summed, plus a fit's own steps; joint"
+        " from the origin uses no source) and wall seconds (the sources' runs plus the"
+        " composition's search or fit), mean over origins.",
         "",
         _table(
-            ["tasks", "method", "lambda / fit", "test per task", "worst kept above floor"], table
-        ),
+            ["tasks", "method", "lambda / fit", "test per task", "worst kept above floor",
+             "cost (steps; s)"],
+            table,
+        ),  # fmt: skip
         "",
     ]
     if excluded:
@@ -457,6 +454,33 @@ def _multitask(
             plt.close(fig)
             lines += [f"![kept {combo}](kept_{i}.png)", ""]
     return lines
+
+
+def _cost(row: dict, sources: dict[tuple[str, int], dict]) -> tuple[float | None, float | None]:
+    """(optimiser steps, wall seconds) a multi-task prompt cost, sources included where it
+    used them (every method but joint from the origin); None where a number is missing."""
+    fit = row.get("fit")
+    steps = fit.get("steps") if fit else 0
+    secs = row.get("seconds")
+    if fit and "init=origin" in row["method"]:
+        return steps, secs
+    used = [sources.get((t, row["origin_seed"])) for t in row["tasks"]]
+    if any(u is None for u in used):
+        return None, None
+    if steps is not None:
+        steps += sum(u["steps"] for u in used)
+    if secs is not None:
+        src_secs = [u.get("seconds") for u in used]
+        secs = None if None in src_secs else secs + sum(src_secs)
+    return steps, secs
+
+
+def _cost_cell(costs: list[tuple[float | None, float | None]]) -> str:
+    steps = _mean([c[0] for c in costs])
+    secs = _mean([c[1] for c in costs])
+    if steps is None and secs is None:
+        return "-"
+    return f"{'-' if steps is None else f'{steps:.0f}'}; {'-' if secs is None else f'{secs:.0f}'}"
 
 
 def _oracle_single(score: dict, inits: list[str], shots: list[int]) -> dict[int, str]:
@@ -551,73 +575,146 @@ def _fewshot_settings(manifest: dict | None) -> list[str]:
         return []
     cfg = manifest.get("config", manifest)  # older manifests were the bare config
     t = cfg.get("fewshot_train") or {}
-    return [
+    lines = [
         "Fairness: every init is tuned with the same settings "
         + ", ".join(f"{k} {v}" for k, v in sorted(t.items()))
         + f" (validation: {cfg.get('eval_examples')} examples, the start counted as step 0), "
         "so a start that tuning cannot improve is kept rather than made worse.",
         "",
     ]
+    if "none" in (cfg.get("fewshot_selection") or []):
+        lam = cfg.get("fewshot_none_lambda", "shots")
+        lam_text = (
+            "searched on the k shots themselves (1.0 at 0 shots)"
+            if lam == "shots"
+            else f"fixed at {lam}"
+        )
+        subset = cfg.get("fewshot_none_inits")
+        lines += [
+            "No-selection arm: the same settings without early stopping, the last prompt"
+            f" kept, no validation read; the sum's lambda {lam_text}; inits: "
+            + (", ".join(subset) if subset else "every init")
+            + ".",
+            "",
+        ]
+    return lines
+
+
+SELECTION_TITLES = {
+    "validation": "selection on validation (the paper's)",
+    "none": "no selection (true few-shot: fixed steps, the last prompt kept)",
+}
 
 
 def _fewshot(rows: list[dict], floors: Floors, dest: Path, plots: bool) -> list[str]:
     lines = [
         "## Few-shot initialisation on target tasks (claim 2)",
         "",
-        "Each init is tuned on k shots per class; k=0 scores the initialisation itself. The best"
-        " prompt on validation is kept (the initialisation counts), for every method alike."
-        " Cells: primary metric (mean ± std over seeds) / mean accuracy.",
+        "Each init is tuned on k shots per class; k=0 scores the initialisation itself. One"
+        " table per selection arm: on validation (the paper's: the best prompt on the"
+        " validation sample is kept, the initialisation included, and the sum's lambda is"
+        " searched on validation), and, where run, no selection (no labelled target data beyond"
+        " the k shots: fixed steps, the last prompt kept, the sum's lambda chosen on the shots"
+        " or fixed). Cells: primary metric (mean ± std over seeds) / mean accuracy.",
         "",
     ]
-    by_target: dict[str, list[dict]] = defaultdict(list)
+    by_table: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in rows:
-        by_target[r["target"]].append(r)
-    for target, rs in sorted(by_target.items()):
-        inits = list(dict.fromkeys(r["init"] for r in rs))
-        shots = sorted({r["shots"] for r in rs})
-        score: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
-        acc: dict[tuple[str, int], list[float | None]] = defaultdict(list)
-        for r in rs:
-            score[(r["init"], r["shots"])][r["seed"]] = r["test"]
-            acc[(r["init"], r["shots"])].append(_acc(r.get("metrics")))
-        table = [["floor (best constant answer)"] + [floors.cell(target)] * len(shots)]
-        for init in inits:
-            cells = []
-            for k in shots:
-                s = score.get((init, k), {})
-                cells.append(
-                    f"{_ms(list(s.values()))} / {_f(_mean(acc.get((init, k), [])))}" if s else "-"
-                )
-            table.append([init] + cells)
-        oracle = _oracle_single(score, inits, shots)
-        if oracle:
-            table.append(
-                ["oracle single source (picked on test)"]
-                + [
-                    f"{_ms(list(score[(oracle[k], k)].values()))} ({oracle[k]})"
-                    if k in oracle
-                    else "-"
-                    for k in shots
-                ]
+        by_table[(r["target"], r.get("selection", "validation"))].append(r)
+    # A k=0 start that selects nothing is the same in both arms: scored once (validation arm).
+    zero = {
+        (r["target"], r["init"]): r
+        for r in rows
+        if r["shots"] == 0 and r.get("selection", "validation") == "validation"
+    }
+    order = list(SELECTION_TITLES)
+    tables = sorted(by_table.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1])))
+    for (target, sel), rs in tables:
+        borrowed = []
+        if sel != "validation":
+            have = {r["init"] for r in rs if r["shots"] == 0}
+            borrowed = [
+                zero[(target, i)]
+                for i in dict.fromkeys(r["init"] for r in rs)
+                if i not in have and (target, i) in zero
+            ]
+        lines += _fewshot_table(target, sel, rs + borrowed, len(borrowed), floors, dest, plots)
+    return lines
+
+
+def _fewshot_table(
+    target: str,
+    selection: str,
+    rs: list[dict],
+    borrowed: int,
+    floors: Floors,
+    dest: Path,
+    plots: bool,
+) -> list[str]:
+    """One target's table in one selection arm, its comparisons (one Holm family) and plot.
+    The last `borrowed` rows are k=0 rows of the validation arm (nothing selected in them)."""
+    from_val = {id(r) for r in rs[len(rs) - borrowed :]} if borrowed else set()
+    inits = list(dict.fromkeys(r["init"] for r in rs))
+    shots = sorted({r["shots"] for r in rs})
+    score: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
+    acc: dict[tuple[str, int], list[float | None]] = defaultdict(list)
+    marked: set[tuple[str, int]] = set()
+    for r in rs:
+        score[(r["init"], r["shots"])][r["seed"]] = r["test"]
+        acc[(r["init"], r["shots"])].append(_acc(r.get("metrics")))
+        if id(r) in from_val:
+            marked.add((r["init"], r["shots"]))
+    table = [["floor (best constant answer)"] + [floors.cell(target)] * len(shots)]
+    for init in inits:
+        cells = []
+        for k in shots:
+            s = score.get((init, k), {})
+            mark = " †" if (init, k) in marked else ""
+            cells.append(
+                f"{_ms(list(s.values()))} / {_f(_mean(acc.get((init, k), [])))}{mark}"
+                if s
+                else "-"
             )
-        lines += [f"### {target}", "", _table(["init"] + [f"{k} shots" for k in shots], table), ""]
-        lines += _comparison_table(comparisons(score, inits, shots, oracle))
-        if plots:
-            plt = _pyplot()
-            fig, ax = plt.subplots(figsize=(5, 3.2))
-            for init in inits:
-                ks = [k for k in shots if score.get((init, k))]
-                means = [statistics.mean(score[(init, k)].values()) for k in ks]
-                ax.plot(ks, means, marker="o", label=init)
-            floor = floors.primary(target)
-            if floor is not None:
-                ax.axhline(floor, color="grey", lw=0.8, ls="--", label="floor")
-            ax.set_xlabel("shots per class")
-            ax.set_ylabel("test score")
-            ax.set_title(target)
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            fig.savefig(dest / f"fewshot_{target}.png", dpi=120)
-            plt.close(fig)
-            lines += [f"![few-shot {target}](fewshot_{target}.png)", ""]
+        table.append([init] + cells)
+    oracle = _oracle_single(score, inits, shots)
+    if oracle:
+        table.append(
+            ["oracle single source (picked on test)"]
+            + [
+                f"{_ms(list(score[(oracle[k], k)].values()))} ({oracle[k]})" if k in oracle else "-"
+                for k in shots
+            ]
+        )
+    lines = [
+        f"### {target}: {SELECTION_TITLES.get(selection, selection)}",
+        "",
+        _table(["init"] + [f"{k} shots" for k in shots], table),
+        "",
+    ]
+    if marked:
+        lines += [
+            "† the 0-shot start selects nothing (no lambda, no step): the same row as in the"
+            " validation arm.",
+            "",
+        ]
+    lines += _comparison_table(comparisons(score, inits, shots, oracle))
+    if plots:
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for init in inits:
+            ks = [k for k in shots if score.get((init, k))]
+            means = [statistics.mean(score[(init, k)].values()) for k in ks]
+            ax.plot(ks, means, marker="o", label=init)
+        floor = floors.primary(target)
+        if floor is not None:
+            ax.axhline(floor, color="grey", lw=0.8, ls="--", label="floor")
+        ax.set_xlabel("shots per class")
+        ax.set_ylabel("test score")
+        ax.set_title(f"{target} ({selection})" if selection != "validation" else target)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"fewshot_{target}" + ("" if selection == "validation" else f"_{selection}")
+        fig.savefig(dest / f"{name}.png", dpi=120)
+        plt.close(fig)
+        lines += [f"![few-shot {target}]({name}.png)", ""]
     return lines

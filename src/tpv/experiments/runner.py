@@ -30,7 +30,7 @@ from typing import Any
 from tpv import merge
 from tpv.evaluate import task_mean
 from tpv.experiments import rows as rowfile
-from tpv.experiments.config import STAGES, ExperimentConfig
+from tpv.experiments.config import LATER_FIELDS, STAGES, ExperimentConfig
 from tpv.experiments.grid import job_hash, job_settings
 from tpv.experiments.rows import read_rows  # noqa: F401  (re-exported: the old import path)
 from tpv.tasks.fewshot import subsample
@@ -128,13 +128,30 @@ class Runner:
                 for t in c.sources
                 for s in c.origin_seeds
             ]
-        elif stage == "cross_origin" and c.cross_origin:
-            out = [
-                Job(stage, f"{t}__from-o{a}__on-o{b}", {"task": t, "from_seed": a, "on_seed": b})
-                for t in c.sources
-                for a in c.origin_seeds
-                for b in c.origin_seeds
+            # Learning-rate arms: the same [train] at another lr, on their documented subset.
+            out += [
+                Job(stage, f"{t}__o{s}{_lr_tag(lr)}", {"task": t, "origin_seed": s, "lr": lr})
+                for lr, tasks, seeds in c.lr_arm_grid()
+                for t in tasks
+                for s in seeds
             ]
+        elif stage == "cross_origin" and c.cross_origin:
+            arms = [(None, c.sources, c.origin_seeds), *c.lr_arm_grid()]
+            for lr, tasks, seeds in arms:
+                lr_param = {} if lr is None else {"lr": lr}
+                for t in tasks:
+                    for a in seeds:
+                        prefix = f"{t}{_lr_tag(lr)}__from-o{a}__on-"
+                        out += [
+                            Job(stage, f"{prefix}o{b}", {"task": t, "from_seed": a, "on_seed": b}
+                                | lr_param)
+                            for b in seeds
+                        ]  # fmt: skip
+                        out += [
+                            Job(stage, prefix + ctl, {"task": t, "from_seed": a, "control": ctl}
+                                | lr_param)
+                            for ctl in c.cross_controls
+                        ]  # fmt: skip
         elif stage == "similarity" and len(c.sources) * len(c.origin_seeds) > 1:
             out = [Job(stage, "all", {})]
         elif stage == "multitask":
@@ -144,22 +161,35 @@ class Runner:
                         params = {"tasks": list(combo), "method": m, "origin_seed": s}
                         out.append(Job(stage, _multitask_key(**params), params))
         elif stage == "fewshot":
-            for t in c.fewshot_targets:
-                for k in c.fewshot_shots:
-                    for seed in c.fewshot_seeds:
-                        for init in c.inits_for(t):
-                            # k=0 does no training: one row per init, not per seed.
-                            if k == 0 and seed != c.fewshot_seeds[0]:
-                                continue
-                            if k == 0 and init.startswith("suggest"):
-                                continue  # suggest ranks vectors on the k examples: none at k=0
-                            out.append(
-                                Job(
-                                    stage,
-                                    f"{t}__k{k}__s{seed}__{init.replace(':', '-')}",
-                                    {"target": t, "shots": k, "seed": seed, "init": init},
-                                )
+            for sel in c.fewshot_selection:
+                out += self._fewshot_jobs(sel)
+        return out
+
+    def _fewshot_jobs(self, selection: str) -> list[Job]:
+        """One selection arm's few-shot jobs. The "none" arm's keys end in __sel-none; at k=0 it
+        has rows only for tpv:A+B (the one init whose start used validation: its lambda); every
+        other k=0 start is the same in both arms and is scored once, in the validation arm."""
+        c, out = self.cfg, []
+        none = selection == "none"
+        tag, extra = ("__sel-none", {"selection": "none"}) if none else ("", {})
+        for t in c.fewshot_targets:
+            for k in c.fewshot_shots:
+                for seed in c.fewshot_seeds:
+                    for init in c.inits_for(t, selection):
+                        # k=0 does no training: one row per init, not per seed.
+                        if k == 0 and seed != c.fewshot_seeds[0]:
+                            continue
+                        if k == 0 and init.startswith("suggest"):
+                            continue  # suggest ranks vectors on the k examples: none at k=0
+                        if k == 0 and selection == "none" and not init.startswith("tpv:"):
+                            continue
+                        out.append(
+                            Job(
+                                "fewshot",
+                                f"{t}__k{k}__s{seed}__{init.replace(':', '-')}{tag}",
+                                {"target": t, "shots": k, "seed": seed, "init": init} | extra,
                             )
+                        )
         return out
 
     def row_path(self, job: Job) -> Path:
@@ -260,7 +290,13 @@ class Runner:
     @property
     def config_sha(self) -> str:
         # What was run, not where: the same grid in another directory has the same sha.
-        blob = json.dumps(asdict(self.cfg) | {"source": "", "out": ""}, sort_keys=True, default=str)
+        # Fields added later count only when set: a config without them keeps its old sha.
+        cfg = {
+            k: v
+            for k, v in asdict(self.cfg).items()
+            if k not in LATER_FIELDS or v != LATER_FIELDS[k]
+        }
+        blob = json.dumps(cfg | {"source": "", "out": ""}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     # --- stages ---------------------------------------------------------------------------------
@@ -279,15 +315,15 @@ class Runner:
             splits[split] = {"floors": floors, "gold": metrics.encode_labels(gold)}
         return {"task": task, "metric": t.metric, "labels": list(t.labels), "splits": splits}
 
-    def source_dir(self, task: str, seed: int) -> Path:
-        return self.out / "runs" / "sources" / f"{task}__o{seed}"
+    def source_dir(self, task: str, seed: int, lr: float | None = None) -> Path:
+        return self.out / "runs" / "sources" / f"{task}__o{seed}{_lr_tag(lr)}"
 
-    def source_vector(self, task: str, seed: int) -> TaskPromptVector:
-        path = self.source_dir(task, seed) / "vector.safetensors"
+    def source_vector(self, task: str, seed: int, lr: float | None = None) -> TaskPromptVector:
+        path = self.source_dir(task, seed, lr) / "vector.safetensors"
         if not path.exists():
             raise MissingDependency(
-                f"{path} is missing: run the 'sources' stage for {task} / origin {seed} first "
-                "(with shards: every shard of it)"
+                f"{path} is missing: run the 'sources' stage for {task} / origin {seed}"
+                f"{'' if lr is None else f' / lr {lr:g}'} first (with shards: every shard of it)"
             )
         return load(path)
 
@@ -311,17 +347,20 @@ class Runner:
         }
         return TrainConfig.from_dict(base | overrides | kw)
 
-    def _run_sources(self, task: str, origin_seed: int) -> dict:
+    def _run_sources(self, task: str, origin_seed: int, lr: float | None = None) -> dict:
         from tpv.train import train
 
-        out = self.source_dir(task, origin_seed)
+        out = self.source_dir(task, origin_seed, lr)
+        train_opts = self.cfg.train if lr is None else self.cfg.train | {"lr": lr}
         cfg = self._train_cfg(
-            self.cfg.train, task=task, out=str(out), origin_seed=origin_seed, test_init=True
+            train_opts, task=task, out=str(out), origin_seed=origin_seed, test_init=True
         )
         m = train(cfg, backbone=self.backbone, task=self.task(task), resume=True, progress=False)
         return {
             "task": task,
             "origin_seed": origin_seed,
+            "lr": m.lr,
+            "lr_arm": lr,  # None: the main sources ([train] lr)
             "test": m.test["score"],
             "init_test": m.init_test["score"],
             "metrics": m.test,  # every metric and the per-example record (bootstrap)
@@ -334,17 +373,42 @@ class Runner:
             "run_dir": str(out),
         }
 
-    def _run_cross_origin(self, task: str, from_seed: int, on_seed: int) -> dict:
-        tau = self.source_vector(task, from_seed)
-        prompt = tau.apply(self.origin(on_seed))
+    def _run_cross_origin(
+        self,
+        task: str,
+        from_seed: int,
+        on_seed: int | None = None,
+        control: str | None = None,
+        lr: float | None = None,
+    ) -> dict:
+        """tau of (task, from_seed[, lr arm]) on origin `on_seed`, or on a control origin
+        (tpv.experiments.controls); records how big tau is next to the origin it lands on and
+        how much the move changed the prompt."""
+        from tpv.experiments.controls import control_origin, relative_change
+
+        tau = self.source_vector(task, from_seed, lr)
+        own = self.origin(from_seed)
+        if control is None:
+            origin = self.origin(on_seed)
+            where = {"on_seed": on_seed, "mixed": from_seed != on_seed}
+            arm = "other" if from_seed != on_seed else "own"
+        else:
+            origin = control_origin(control, own, from_seed)
+            where, arm = {"control": control, "origin_params": origin.params}, control
+        prompt = tau.apply(origin)
         r = self.test_score(task, prompt)
         return {
             "task": task,
             "from_seed": from_seed,
-            "on_seed": on_seed,
-            "mixed": from_seed != on_seed,
+            **where,
+            "arm": arm,
+            "lr_arm": lr,
             "test": r["score"],
             "metrics": r,
+            "vector_norm": tau.norm(),
+            "origin_norm": origin.norm(),  # of the origin tau was applied to (0: zero control)
+            "own_origin_norm": own.norm(),
+            "relative_change": relative_change(prompt, tau.apply(own)),
         }
 
     def _run_similarity(self) -> dict:
@@ -385,7 +449,7 @@ class Runner:
             fit = fit_multitask(
                 self.backbone, origin, vectors, [self.task(t) for t in tasks], mean_val, fit_cfg
             )
-            prompt, extra = fit.prompt, {"fit": fit.as_dict()}
+            prompt, extra = fit.prompt, {"fit": fit.as_dict() | {"steps": fit_cfg.steps}}
             search = merge.SearchResult(None, [])
         else:
             prompt, search = merge.combine_searched(
@@ -417,7 +481,14 @@ class Runner:
         }
 
     def _fewshot_init(
-        self, init: str, origin: Origin, origin_seed: int, target: str, shots: int, seed: int
+        self,
+        init: str,
+        origin: Origin,
+        origin_seed: int,
+        target: str,
+        shots: int,
+        seed: int,
+        selection: str = "validation",
     ) -> tuple[SoftPrompt, dict]:
         kind, _, arg = init.partition(":")
         if kind == "random":
@@ -431,15 +502,48 @@ class Runner:
             return self._suggest_init(origin, origin_seed, target, shots, seed, int(arg or 2))
         vectors = [self.source_vector(t, origin_seed) for t in arg.split("+")]
         tau = sum_vectors(vectors)
-        lam = self.cfg.fewshot_lambda
         extra: dict[str, Any] = {}
-        if lam == "search":
+        if selection == "none":
+            lam, score = self.cfg.fewshot_none_lambda, None
+            if lam == "shots":  # chosen on the k shots themselves; 1.0 when there are none
+                lam = 1.0
+                if shots:
+                    score = self._shots_evaluator(target, shots, seed)
+            extra["lambda_chosen_on"] = "fixed" if score is None else "shots"
+        else:
+            lam = self.cfg.fewshot_lambda
+            score = self.evaluator(target, "validation", self.cfg.eval_examples)
+            score = score if lam == "search" else None
+            extra["lambda_chosen_on"] = "fixed" if score is None else "validation"
+        if score is not None:
             res = merge.search_lambda(
-                lambda x: self.val_score(target, tau.apply(origin, x)), self.cfg.lambda_grid
+                lambda x: score(tau.apply(origin, x))["score"], self.cfg.lambda_grid
             )
-            lam, extra = res.best, {"lambda_history": res.history}
+            lam, extra["lambda_history"] = res.best, res.history
         extra["lambda"] = float(lam)
         return tau.apply(origin, float(lam)), extra
+
+    def _shots_evaluator(self, target: str, shots: int, seed: int):
+        """Scores on the k shots a few-shot run of (target, shots, seed) trains on: the same
+        sample train() draws (train_examples cap, then k per class)."""
+        from tpv.evaluate import Evaluator
+        from tpv.tasks.fewshot import sample_k_shot
+
+        key = (target, "shots", shots, seed)
+        if key not in self._evaluators:
+            task = self.task(target)
+            rows = task.split("train")
+            cap = self.cfg.fewshot_train.get("train_examples")
+            if cap is not None:
+                rows = subsample(rows, cap, seed)
+            self._evaluators[key] = Evaluator(
+                self.backbone,
+                task,
+                sample_k_shot(rows, shots, seed=seed),
+                scorer=self.cfg.scorer,
+                max_input_tokens=self.cfg.max_input_tokens,
+            )
+        return self._evaluators[key]
 
     def _suggest_init(
         self, origin: Origin, origin_seed: int, target: str, shots: int, seed: int, top: int
@@ -462,26 +566,37 @@ class Runner:
         )
         return s.prompt(candidates, origin), {"suggestion": s.as_dict()}
 
-    def _run_fewshot(self, target: str, shots: int, seed: int, init: str) -> dict:
+    def _fewshot_run_dir(self, target: str, shots: int, seed: int, init: str, selection: str):
+        tag = "" if selection == "validation" else "__sel-none"
+        name = f"{target}__k{shots}__s{seed}__{init.replace(':', '-')}{tag}"
+        return self.out / "runs" / "fewshot" / name
+
+    def _fewshot_train(self, selection: str) -> dict:
+        from tpv.experiments.grid import none_arm_train
+
+        return self.cfg.fewshot_train if selection == "validation" else none_arm_train(self.cfg)
+
+    def _run_fewshot(
+        self, target: str, shots: int, seed: int, init: str, selection: str = "validation"
+    ) -> dict:
         from tpv.train import train
 
         if init.startswith("attempt:"):
-            return self._run_fewshot_attempt(target, shots, seed, init)
+            return self._run_fewshot_attempt(target, shots, seed, init, selection)
         s = self.cfg.fewshot_origin_seed
         origin = self.origin(s)
-        start, extra = self._fewshot_init(init, origin, s, target, shots, seed)
-        row = {"target": target, "shots": shots, "seed": seed, "init": init, **extra}
+        start, extra = self._fewshot_init(init, origin, s, target, shots, seed, selection)
+        row = {"target": target, "shots": shots, "seed": seed, "init": init,
+               "selection": selection, **extra}  # fmt: skip
         if shots == 0:
             r = self.test_score(target, start)
             return row | {"test": r["score"], "metrics": r}
-        run_dir = (
-            self.out / "runs" / "fewshot" / f"{target}__k{shots}__s{seed}__{init.replace(':', '-')}"
-        )
+        run_dir = self._fewshot_run_dir(target, shots, seed, init, selection)
         # Beside the run directory, not in it: a run directory holds only a run (tpv.rundir).
         init_file = run_dir.parent / f"{run_dir.name}.init.safetensors"
         start.save(init_file)
         cfg = self._train_cfg(
-            self.cfg.fewshot_train,
+            self._fewshot_train(selection),
             task=target,
             out=str(run_dir),
             origin_seed=s,
@@ -494,13 +609,16 @@ class Runner:
         return row | {
             "test": m.test["score"],
             "metrics": m.test,  # accuracy beside the primary metric at every k
+            "steps": m.steps,
             "best_step": m.best_step,
             "init_val": m.init_val,
             "best_val": m.best_val,
             "run_dir": str(run_dir),
         }
 
-    def _run_fewshot_attempt(self, target: str, shots: int, seed: int, init: str) -> dict:
+    def _run_fewshot_attempt(
+        self, target: str, shots: int, seed: int, init: str, selection: str = "validation"
+    ) -> dict:
         """The ATTEMPT baseline: the tuned prompts of the named sources (fewshot origin) frozen,
         the target prompt from the origin, an attention module seeded by `seed`. At k=0 the
         untrained mixture is scored (as every init is scored before tuning)."""
@@ -515,7 +633,8 @@ class Runner:
             if not path.exists():
                 raise MissingDependency(f"{path} is missing: run the 'sources' stage first")
             sources.append(str(path))
-        row: dict[str, Any] = {"target": target, "shots": shots, "seed": seed, "init": init}
+        row: dict[str, Any] = {"target": target, "shots": shots, "seed": seed, "init": init,
+                               "selection": selection}  # fmt: skip
         if shots == 0:
             opts = self.cfg.fewshot_train
             mixture = build(
@@ -530,11 +649,9 @@ class Runner:
             items = self.evaluator(target, "test", self.cfg.test_examples).items
             weights = mixture.mean_weights(self.backbone, items)
             return row | {"test": r["score"], "metrics": r, "attention": weights}
-        run_dir = (
-            self.out / "runs" / "fewshot" / f"{target}__k{shots}__s{seed}__{init.replace(':', '-')}"
-        )
+        run_dir = self._fewshot_run_dir(target, shots, seed, init, selection)
         cfg = self._train_cfg(
-            self.cfg.fewshot_train,
+            self._fewshot_train(selection),
             task=target,
             out=str(run_dir),
             origin_seed=s,
@@ -549,11 +666,17 @@ class Runner:
             "test": m.test["score"],
             "metrics": m.test,
             "attention": m.attention,
+            "steps": m.steps,
             "best_step": m.best_step,
             "init_val": m.init_val,
             "best_val": m.best_val,
             "run_dir": str(run_dir),
         }
+
+
+def _lr_tag(lr: float | None) -> str:
+    """The key suffix of a learning-rate arm's sources and cross-origin rows ("" for [train])."""
+    return "" if lr is None else f"__lr{lr:g}"
 
 
 def _multitask_key(tasks: list[str], method: dict, origin_seed: int) -> str:
