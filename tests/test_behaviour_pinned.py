@@ -137,8 +137,10 @@ def _untimed(x):
 
 
 # Row fields added after the pin (the study's bookkeeping: job hash, settings, code commit, the
-# scorer, accuracy and per-example records beside the scores): the pin covers what was there.
-ADDED = {"job_hash", "settings", "code_commit", "scorer", "init_metrics", "test_metrics"}
+# scorer, accuracy and per-example records beside the scores; how the model ran, #15): the pin
+# covers what was there.
+ADDED = {"job_hash", "settings", "code_commit", "scorer", "init_metrics", "test_metrics",
+         "compute_dtype", "fast_path"}  # fmt: skip
 
 
 # Added with the study's protocol arms (#16): per stage, so the fields of the same name that

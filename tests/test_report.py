@@ -66,10 +66,13 @@ def report(tmp_path):
         _write(out, "floors", task, row, jobs)
     source = {"vector_norm": 10.0, "origin_norm": 2.0, "best_val": 0.9, "steps": 10}
     # t/o0 is perfect (interval [1, 1], clears 0.75); t/o1 says "yes" to everything (at floor).
+    # Two ways the model ran (tpv.fastpath): the report says the rows mix them.
     _write(out, "sources", "t__o0", source | {"task": "t", "origin_seed": 0, "test": 1.0,
+           "compute_dtype": "bfloat16", "fast_path": True,
            "init_test": 0.5, "init_metrics": _metrics(0.5, 0.5),
            "metrics": _metrics(1.0, 1.0, GOLD_T, GOLD_T)}, jobs)  # fmt: skip
     _write(out, "sources", "t__o1", source | {"task": "t", "origin_seed": 1, "test": 0.75,
+           "compute_dtype": "float32", "fast_path": False,
            "init_test": 0.5, "init_metrics": _metrics(0.5, 0.5),
            "metrics": _metrics(0.75, 0.6, "1" * 10, GOLD_T)}, jobs)  # fmt: skip
     _write(out, "sources", "u__o0", source | {"task": "u", "origin_seed": 0, "test": 0.8,
@@ -107,6 +110,12 @@ def test_report_names_its_config_and_marks_missing_and_stale_rows(report):
     assert "Config `configs/x.toml` (config hash abc123, code c0ffee)" in report
     assert "Cells still missing: 1** (`fewshot/t__k4__s5__random`)" in report
     assert "Rows recorded under other settings, not shown: 1** (`sources/t__o2`)" in report
+
+
+def test_report_says_how_the_model_ran_and_that_rows_mix_it(report):
+    line = _row(report, "- Model weights in")
+    assert "bfloat16: 1 rows; float32, plain path: 1 rows" in line
+    assert "mixed" in line
 
 
 def test_floor_rows(report):

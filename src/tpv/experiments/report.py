@@ -10,7 +10,7 @@ under other settings are listed, not used, and cells still missing are counted.
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from tpv.experiments.rows import job_status, read_manifest, read_rows
@@ -188,6 +188,16 @@ def _check_rows(
         " examples; mean ± std over origins or seeds.",
         "",
     ]
+    computed = Counter(
+        f"{r['compute_dtype']}{'' if r.get('fast_path') else ', plain path'}"
+        for rs in by_stage.values()
+        for r in rs
+        if r.get("compute_dtype")
+    )
+    if computed:
+        how = "; ".join(f"{k}: {v} rows" for k, v in sorted(computed.items()))
+        mixed = " **(mixed: compare rows of one kind only)**" if len(computed) > 1 else ""
+        lines += [f"- Model weights in {how}{mixed} (tpv.fastpath)."]
     if missing:
         lines += [f"- **Cells still missing: {len(missing)}** ({_few(missing)})."]
     if stale:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tpv import merge
+from tpv import fastpath, merge
 from tpv.evaluate import task_mean
 from tpv.experiments import rows as rowfile
 from tpv.experiments.config import LATER_FIELDS, STAGES, ExperimentConfig
@@ -274,10 +274,19 @@ class Runner:
                     job_hash=self.job_hash(job),
                     settings=job_settings(self.cfg, job.stage, job.params),
                     code_commit=code,
+                    **self._compute(stage),
                 )
                 rowfile.write_json_atomic(path, row)
                 counts["redone" if redo else "done"] += 1
         return counts
+
+    def _compute(self, stage: str) -> dict:
+        """How the model ran (recorded, not hashed, like the code commit: the report says when
+        a table mixes them)."""
+        if stage == "floors":
+            return {}
+        dtype = str(self.backbone.model.dtype).removeprefix("torch.")
+        return {"compute_dtype": dtype, "fast_path": fastpath.enabled()}
 
     def _discard(self, job: Job) -> None:
         """A stale job's row and run outputs, so that nothing of the old settings is resumed."""
