@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Run one shard of a grid in the background-friendly way the study uses, and commit its rows
+# (and the source prompts later stages need) into docs/results/<name>/data as they finish.
+#   nohup scripts/study_shard.sh configs/study.toml 0/2 sources > runs/study-0.log 2>&1 &
+# Threads: one per shard (two shards on two cores); the commit touches only the data folder.
+set -euo pipefail
+config=$1 shard=$2; shift 2
+stages=()
+for s in "$@"; do stages+=(--stage "$s"); done
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=$(.venv/bin/python -c "import sys; from tpv.experiments import ExperimentConfig as C; print(C.load(sys.argv[1]).out)" "$config")
+name=$(basename "$out")
+dest=docs/results/$name/data
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+
+commit_rows() {
+  mkdir -p "$dest"
+  [ -d "$out/rows" ] && cp -r "$out/rows" "$dest/"
+  [ -f "$out/experiment.json" ] && cp "$out/experiment.json" "$dest/"
+  # Source prompts: what cross-origin, multi-task and few-shot jobs read (not checkpoints).
+  for run in "$out"/runs/sources/*/; do
+    [ -f "$run/metrics.json" ] || continue
+    d="$dest/sources/$(basename "$run")"; mkdir -p "$d"
+    cp "$run"/{metrics.json,config.json,origin.safetensors,prompt.safetensors,vector.safetensors} "$d/" 2>/dev/null || true
+  done
+  if [ -n "$(git status --porcelain -- "$dest")" ]; then
+    git add -- "$dest"
+    n=$(find "$dest/rows" -name '*.json' | wc -l)
+    git commit -q -m "$name rows: $n recorded (shard $shard${*:+ of ${*}})" -- "$dest" || true
+  fi
+}
+
+.venv/bin/tpv experiment run "$config" --shard "$shard" "${stages[@]}" &
+pid=$!
+while kill -0 "$pid" 2>/dev/null; do
+  sleep 300
+  commit_rows "$@" || true
+done
+wait "$pid"; rc=$?
+commit_rows "$@" || true
+exit $rc
