@@ -8,6 +8,7 @@ same on validation and test.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import pytest
@@ -155,6 +156,21 @@ def test_the_switch_follows_the_environment(monkeypatch):
         fastpath.set_enabled(None)
     monkeypatch.setenv("TPV_FAST_PATH", "1")
     assert fastpath.enabled()
+
+
+def test_the_cli_plain_flag_turns_the_fast_path_off(monkeypatch):
+    from typer.testing import CliRunner
+
+    from tpv.cli import app
+
+    monkeypatch.setenv("TPV_FAST_PATH", "1")
+    try:
+        result = CliRunner().invoke(app, ["--plain", "tasks", "list"])
+        assert result.exit_code == 0, result.output
+        assert not fastpath.enabled()
+        assert os.environ["TPV_FAST_PATH"] == "0"
+    finally:
+        fastpath.set_enabled(None)
 
 
 def test_training_on_the_fast_path_reaches_the_plain_paths_prompt(tmp_path, monkeypatch):

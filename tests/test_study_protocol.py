@@ -319,7 +319,7 @@ def test_the_study_config_runs_every_arm_and_keeps_the_old_rows():
     assert sorted(m["steps"] for m in joint) == [100, cfg.train["max_steps"]]
     # Every job of the config before the arms is still there. Their hashes changed once, on
     # purpose, before any row was recorded: the sources' cap went from 300 to 600 steps (the
-    # frozen copy keeps its own hashes: test_configs_without_the_new_sections_keep_their_job_hashes).
+    # frozen copy keeps its own: test_configs_without_the_new_sections_keep_their_job_hashes).
     before = json.loads((FIXTURES / "hashes.json").read_text())["study-before-16"]
     for stage in STAGES:
         assert set(before[stage]) <= set(got[stage]), stage

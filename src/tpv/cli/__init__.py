@@ -4,6 +4,7 @@ calls the library (every command has a Python twin, see docs/architecture.md).""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Annotated
 
@@ -23,8 +24,21 @@ app = typer.Typer(
 def _main(
     debug: Annotated[bool, typer.Option(help="Show tracebacks on errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+    plain: Annotated[
+        bool,
+        typer.Option(
+            "--plain",
+            help="Run the frozen model on the plain path: float32 on CPU, padded rows "
+            "(TPV_FAST_PATH=0; see tpv.fastpath).",
+        ),
+    ] = False,
 ) -> None:
     STATE["debug"] = debug
+    if plain:
+        from tpv import fastpath
+
+        os.environ["TPV_FAST_PATH"] = "0"  # for processes this one starts too
+        fastpath.set_enabled(False)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
