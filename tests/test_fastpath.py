@@ -18,7 +18,7 @@ from tpv import fastpath, packing
 from tpv.data import Encoder, collate
 from tpv.packing import pack_rows, worth_packing
 from tpv.prompted import PromptedModel
-from tpv.testing import keyword_task, tiny_llama
+from tpv.testing import keyword_task, tiny_gemma3, tiny_llama
 from tpv.train import TrainConfig, train
 from tpv.vectors import load
 
@@ -26,34 +26,6 @@ CHAT = (
     "{% for m in messages %}<s> {{ m.role }} : {{ m.content }} </s> {% endfor %}"
     "{% if add_generation_prompt %}<s> maybe : {% endif %}"
 )
-
-
-def tiny_gemma3(seed: int = 0, window: int = 64):
-    """Gemma 3's layout (sliding-window layers, scaled embeddings, q/k norms): its masks are
-    built per layer type, so it checks that a packed mask reaches every layer."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    from tpv.backbone import Backbone
-    from tpv.testing import tiny_tokenizer
-
-    tok = tiny_tokenizer(CHAT)
-    torch.manual_seed(seed)
-    config = Gemma3TextConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        head_dim=16,
-        sliding_window=window,
-        max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.bos_token_id,
-        initializer_range=0.2,
-    )
-    return Backbone(Gemma3ForCausalLM(config).eval(), tok, name="tiny-gemma3")
 
 
 def _items(backbone, labels=None):
@@ -81,7 +53,7 @@ def _loss_and_grad(backbone, batch, fast: bool):
     "labels", [None, ("yes", "no and maybe")], ids=["one-token", "multi-token"]
 )
 def test_packed_rows_give_the_loss_and_gradient_of_padded_rows(make, labels):
-    backbone = make(chat_template=CHAT) if make is tiny_llama else make()
+    backbone = make(chat_template=CHAT)
     _, items = _items(backbone, labels)
     batch = collate(items, backbone.tokenizer.pad_token_id, False, share_prefix=True)
     assert worth_packing(batch.attention_mask)  # rows of 3 different lengths: padding to save
@@ -94,7 +66,7 @@ def test_packed_rows_give_the_loss_and_gradient_of_padded_rows(make, labels):
 def test_a_sliding_window_shorter_than_the_rows_keeps_them_padded():
     """The packed mask has no window: where the window would cut a row, the rows stay padded
     (and so the fast path still computes what the plain path does)."""
-    backbone = tiny_gemma3(window=8)
+    backbone = tiny_gemma3(window=8, chat_template=CHAT)
     _, items = _items(backbone)
     batch = collate(items, backbone.tokenizer.pad_token_id, False, share_prefix=True)
     n = 4 + batch.prefix_ids.numel()

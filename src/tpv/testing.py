@@ -82,6 +82,31 @@ def tiny_llama(
     return Backbone(LlamaForCausalLM(config).eval(), tok, name=f"tiny-llama-{seed}")
 
 
+def tiny_gemma3(seed: int = 0, window: int = 64, chat_template: str | None = None) -> Backbone:
+    """Gemma 3's layout (sliding-window layers, scaled embeddings, q/k norms): its attention
+    masks are built per layer type, a case the packed rows (tpv.packing) must respect."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tok = tiny_tokenizer(chat_template)
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=window,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        initializer_range=0.2,
+    )
+    return Backbone(Gemma3ForCausalLM(config).eval(), tok, name=f"tiny-gemma3-{seed}")
+
+
 def tiny_t5(seed: int = 0, d_model: int = 128, layers: int = 2) -> Backbone:
     from transformers import T5Config, T5ForConditionalGeneration
 
