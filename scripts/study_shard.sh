@@ -31,6 +31,17 @@ commit_rows() {
   fi
 }
 
+restore_rows() {
+  # A fresh checkout: the committed rows and source prompts go back where the runner reads them
+  # (cp -n: never over what this machine already has).
+  [ -d "$dest/rows" ] || return 0
+  mkdir -p "$out/rows" "$out/runs/sources"
+  cp -rn "$dest/rows/." "$out/rows/"
+  [ -f "$out/experiment.json" ] || { [ -f "$dest/experiment.json" ] && cp "$dest/experiment.json" "$out/"; }
+  if [ -d "$dest/sources" ]; then cp -rn "$dest/sources/." "$out/runs/sources/"; fi
+}
+
+restore_rows
 .venv/bin/tpv experiment run "$config" --shard "$shard" "${stages[@]}" &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do
