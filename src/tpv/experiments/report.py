@@ -152,7 +152,10 @@ def _check_rows(
 ) -> tuple[dict[str, list[dict]], list[str]]:
     """Rows of the manifest's config (by job hash), and the header that says which config the
     report shows, which recorded rows it leaves out and how many cells are still missing."""
-    lines = [f"# Experiment report: {out.name}", ""]
+    # The config's name: a copy of the rows in another folder (docs/results/NAME/data) is still
+    # the report of that experiment.
+    name = ((manifest or {}).get("config") or {}).get("name") or out.name
+    lines = [f"# Experiment report: {name}", ""]
     by_stage: dict[str, list[dict]] = defaultdict(list)
     jobs = (manifest or {}).get("jobs")
     if not jobs:
