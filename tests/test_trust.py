@@ -353,7 +353,7 @@ def test_an_interrupted_run_blocks_a_fresh_one_until_resume_or_overwrite(tmp_pat
         (["--lr", "inf"], "--lr must be a finite positive number, got inf"),
         (["--lr", "0"], "--lr must be a finite positive number, got 0.0"),
         (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
-        (["--batch-size", "4", "--grad-accum", "3"], "not divisible by --grad-accum 3"),
+        (["--batch-size", "4", "--grad-accum", "3"], "--grad-accum 3 does not divide --batch-size"),
         (["--tokens", "0"], "--tokens must be an integer >= 1, got 0"),
         (["--warmup-ratio", "1.5"], "--warmup-ratio must be a finite number in [0, 1]"),
         (["--weight-decay", "-1"], "--weight-decay must be a finite number >= 0"),

@@ -196,8 +196,8 @@ class TrainConfig:
             )
         if self.batch_size % self.grad_accum:
             raise OptionError(
-                f"--batch-size {self.batch_size} is not divisible by --grad-accum "
-                f"{self.grad_accum}",
+                f"--grad-accum {self.grad_accum} does not divide --batch-size "
+                f"{self.batch_size} (each accumulation step takes an equal share)",
                 "grad_accum",
             )
 
