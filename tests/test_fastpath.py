@@ -114,6 +114,7 @@ def test_packing_only_where_it_pays_and_never_on_the_plain_path():
     assert worth_packing(ragged)
     assert not worth_packing(torch.ones(4, 9, dtype=torch.long))  # no padding to save
     assert not worth_packing(ragged[:1])  # one row: nothing to pack
+    assert not worth_packing(ragged.to("meta"))  # measured on CPU only: off elsewhere
     with fastpath.plain():
         assert not worth_packing(ragged)
     assert worth_packing(ragged)

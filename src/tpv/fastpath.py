@@ -1,7 +1,7 @@
 """The switch for tpv's fast path, on by default.
 
 It changes how the frozen model is run, not what it computes:
-- a batch's decoder rows packed into one sequence without padding (`tpv.packing`);
+- on CPU, a batch's decoder rows packed into one sequence without padding (`tpv.packing`);
 - the LM head given explicit positions, so that it runs as one matmul;
 - on a CPU with native bf16 dot products (AVX512-BF16 or AMX: Zen 4, Sapphire Rapids and
   later), the frozen model's weights in bfloat16 when no dtype is asked for, as on CUDA. The

@@ -35,6 +35,10 @@ def worth_packing(
     then it masks nothing in the padded path, and the packed mask needs no window of its own."""
     if not fastpath.enabled() or attention_mask.shape[0] < 2:
         return False
+    if attention_mask.device.type != "cpu":
+        # Measured on CPU only; on a GPU the dense mask also rules out the flash kernels, so
+        # packing stays off there until the benchmark's gpu mode has measured it.
+        return False
     if window is not None and prefix_len + attention_mask.shape[1] > window:
         return False
     real = int(attention_mask.sum())
