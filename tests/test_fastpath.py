@@ -39,14 +39,23 @@ def _items(backbone, labels=None):
 
 
 def _loss_and_grad(backbone, batch, fast: bool):
-    fastpath.set_enabled(fast)
-    try:
+    with fastpath.forced(fast):
         model = PromptedModel(backbone, backbone.make_origin(4, seed=2).tensor)
         loss = model(batch.input_ids, batch.attention_mask, batch.labels, batch.prefix_ids)
         loss.mean().backward()
         return loss.detach(), model.prompt.grad
-    finally:
-        fastpath.set_enabled(None)
+
+
+def _train_on_both_paths(tmp_path, backbone_for, data=None, **cfg) -> tuple:
+    """(plain, fast) TrainResults of the same config, with `backbone_for()` loaded inside each
+    path (so a loaded model takes that path's default dtype); `data`: a Task object to train on."""
+    results = []
+    for fast in (False, True):
+        with fastpath.forced(fast):
+            out = str(tmp_path / f"fast-{fast}")
+            c = TrainConfig(out=out, **cfg)
+            results.append(train(c, backbone=backbone_for(), task=data, progress=False))
+    return tuple(results)
 
 
 @pytest.mark.parametrize("make", [tiny_llama, tiny_gemma3], ids=["llama", "gemma3"])
@@ -123,11 +132,9 @@ def test_packing_only_where_it_pays_and_never_on_the_plain_path():
 def test_the_switch_follows_the_environment(monkeypatch):
     monkeypatch.setenv("TPV_FAST_PATH", "0")
     assert not fastpath.enabled()
-    fastpath.set_enabled(True)
-    try:
+    with fastpath.forced(True):
         assert fastpath.enabled()
-    finally:
-        fastpath.set_enabled(None)
+    assert not fastpath.enabled()
     monkeypatch.setenv("TPV_FAST_PATH", "1")
     assert fastpath.enabled()
 
@@ -158,23 +165,10 @@ def test_training_on_the_fast_path_reaches_the_plain_paths_prompt(tmp_path, monk
         return real_pack(*a, **k)
 
     monkeypatch.setattr(packing, "pack_rows", spy)
-    results = {}
-    for fast in (False, True):
-        fastpath.set_enabled(fast)
-        try:
-            cfg = TrainConfig(
-                task="keyword",
-                out=str(tmp_path / f"fast-{fast}"),
-                num_tokens=8,
-                max_steps=60,
-                batch_size=16,
-                eval_every=20,
-                lr=0.3,
-            )
-            results[fast] = train(cfg, backbone=backbone, task=task, progress=False)
-        finally:
-            fastpath.set_enabled(None)
-    plain, fast = results[False], results[True]
+    plain, fast = _train_on_both_paths(
+        tmp_path, lambda: backbone, task, task="keyword", num_tokens=8, max_steps=60,
+        batch_size=16, eval_every=20, lr=0.3,
+    )  # fmt: skip
     assert fast.as_dict()["fast_path"] and not plain.as_dict()["fast_path"]
     a = load(tmp_path / "fast-False" / "prompt.safetensors").tensor
     b = load(tmp_path / "fast-True" / "prompt.safetensors").tensor
@@ -184,7 +178,6 @@ def test_training_on_the_fast_path_reaches_the_plain_paths_prompt(tmp_path, monk
     assert fast.best_val > fast.init_val  # it learned: equal scores are not two chance levels
     for key in ("score", "accuracy", "f1_macro", "per_example"):
         assert fast.test[key] == plain.test[key]
-
 
 
 @pytest.mark.slow
@@ -198,24 +191,10 @@ def test_bf16_weights_keep_the_validation_score_on_the_embedded_model(tmp_path):
     same test F1 (0.847 on 200 reviews, docs/benchmarks.md)."""
     from tpv.backbone import Backbone
 
-    runs = {}
-    for fast in (False, True):
-        fastpath.set_enabled(fast)
-        try:
-            cfg = TrainConfig(
-                task="rotten_tomatoes",
-                out=str(tmp_path / f"fast-{fast}"),
-                num_tokens=20,
-                max_steps=20,
-                batch_size=8,
-                eval_every=10,
-                eval_examples=64,
-                test_examples=64,
-            )
-            runs[fast] = train(cfg, backbone=Backbone.load(), progress=False)
-        finally:
-            fastpath.set_enabled(None)
-    plain, fast = runs[False], runs[True]
+    plain, fast = _train_on_both_paths(
+        tmp_path, Backbone.load, task="rotten_tomatoes", num_tokens=20, max_steps=20,
+        batch_size=8, eval_every=10, eval_examples=64, test_examples=64,
+    )  # fmt: skip
     print(
         f"validation F1 plain {plain.init_val:.3f} -> {plain.best_val:.3f}, "
         f"fast {fast.init_val:.3f} -> {fast.best_val:.3f}; test {plain.test['score']:.3f} "

@@ -39,15 +39,20 @@ def set_enabled(flag: bool | None) -> None:
 
 
 @contextlib.contextmanager
-def plain():
-    """Run the enclosed code on the plain path."""
+def forced(flag: bool):
+    """Run the enclosed code with the fast path on (True) or off (False)."""
     global _override
     before = _override
-    _override = False
+    _override = flag
     try:
         yield
     finally:
         _override = before
+
+
+def plain():
+    """Run the enclosed code on the plain path: `with fastpath.plain(): ...`."""
+    return forced(False)
 
 
 @functools.cache
