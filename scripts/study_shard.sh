@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Run one shard of a grid in the background-friendly way the study uses, and commit its rows
-# (and the source prompts later stages need) into docs/results/<name>/data as they finish.
+# Run one shard or one worker of a grid in the background-friendly way the study uses, and
+# commit its rows (and the source prompts later stages need) into docs/results/<name>/data as
+# they finish.
+#   nohup scripts/study_shard.sh configs/study.toml worker > runs/study-w0.log 2>&1 &   (x cores)
 #   nohup scripts/study_shard.sh configs/study.toml 0/2 sources > runs/study-0.log 2>&1 &
-# Threads: one per shard (two shards on two cores); the commit touches only the data folder.
+# "worker": `tpv experiment run --worker`, any number of them share the grid (all stages unless
+# named), each taking the next job whose sources are recorded. "i/n": a fixed share of each named
+# stage. Threads: one per process (one process per core); the commit touches only the data folder.
 set -euo pipefail
 config=$1 shard=$2; shift 2
 stages=()
@@ -27,7 +31,7 @@ commit_rows() {
   if [ -n "$(git status --porcelain -- "$dest")" ]; then
     git add -- "$dest"
     n=$(find "$dest/rows" -name '*.json' | wc -l)
-    git commit -q -m "$name rows: $n recorded (shard $shard${*:+ of ${*}})" -- "$dest" || true
+    git commit -q -m "$name rows: $n recorded ($shard${*:+ of ${*}})" -- "$dest" || true
   fi
 }
 
@@ -42,7 +46,8 @@ restore_rows() {
 }
 
 restore_rows
-.venv/bin/tpv experiment run "$config" --shard "$shard" "${stages[@]}" &
+if [ "$shard" = worker ]; then split=(--worker); else split=(--shard "$shard"); fi
+.venv/bin/tpv experiment run "$config" "${split[@]}" "${stages[@]}" &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do
   sleep 300

@@ -60,6 +60,23 @@ def _sources_used_by_init(cfg: ExperimentConfig, init: str) -> list[str]:
     return list(cfg.sources)  # suggest ranks every source
 
 
+def sources_used(
+    cfg: ExperimentConfig, stage: str, params: dict[str, Any]
+) -> list[tuple[str, int, float | None]]:
+    """The source prompts a job reads, as (task, origin seed, lr arm or None): what its hash
+    includes, and what must be recorded before it can run (tpv.experiments.worker)."""
+    if stage == "cross_origin":
+        return [(params["task"], params["from_seed"], params.get("lr"))]
+    if stage == "similarity":
+        return [(t, s, None) for t in cfg.sources for s in cfg.origin_seeds]
+    if stage == "multitask":
+        return [(t, params["origin_seed"], None) for t in params["tasks"]]
+    if stage == "fewshot":
+        s = cfg.fewshot_origin_seed
+        return [(t, s, None) for t in _sources_used_by_init(cfg, params["init"])]
+    return []
+
+
 def job_settings(cfg: ExperimentConfig, stage: str, params: dict[str, Any]) -> dict[str, Any]:
     """The effective settings of one job of `stage` with `params` (Runner.jobs)."""
     if stage == "floors":
@@ -71,17 +88,16 @@ def job_settings(cfg: ExperimentConfig, stage: str, params: dict[str, Any]) -> d
         }
     if stage == "sources":
         return source_settings(cfg, params["task"], params["origin_seed"], params.get("lr"))
+    used = [source_settings(cfg, *u) for u in sources_used(cfg, stage, params)]
     if stage == "cross_origin":
-        source = source_settings(cfg, params["task"], params["from_seed"], params.get("lr"))
+        source = used[0]
         if "control" in params:  # claim 1's controls (tpv.experiments.controls)
             from tpv.experiments.controls import control_settings
 
             return _common(cfg) | {"source": source} | control_settings(params)
         return _common(cfg) | {"source": source, "on_seed": params["on_seed"]}
     if stage == "similarity":
-        return {
-            "sources": [source_settings(cfg, t, s) for t in cfg.sources for s in cfg.origin_seeds]
-        }
+        return {"sources": used}
     if stage == "multitask":
         s = params["origin_seed"]
         return _common(cfg) | {
@@ -89,7 +105,7 @@ def job_settings(cfg: ExperimentConfig, stage: str, params: dict[str, Any]) -> d
             "origin_seed": s,
             "eval_examples": cfg.eval_examples,
             "lambda_grid": cfg.lambda_grid,
-            "sources": [source_settings(cfg, t, s) for t in params["tasks"]],
+            "sources": used,
         }
     if stage == "fewshot":
         s = cfg.fewshot_origin_seed
@@ -104,7 +120,7 @@ def job_settings(cfg: ExperimentConfig, stage: str, params: dict[str, Any]) -> d
             "train": cfg.fewshot_train if params["shots"] else None,
             "lambda": cfg.fewshot_lambda if init.startswith("tpv") else None,
             "lambda_grid": cfg.lambda_grid if cfg.fewshot_lambda == "search" else None,
-            "sources": [source_settings(cfg, t, s) for t in _sources_used_by_init(cfg, init)],
+            "sources": used,
         }
         if params.get("selection", "validation") == "none":
             # The true few-shot arm reads no validation data: its own training and lambda.

@@ -31,7 +31,7 @@ from tpv import fastpath, merge
 from tpv.evaluate import task_mean
 from tpv.experiments import rows as rowfile
 from tpv.experiments.config import LATER_FIELDS, STAGES, ExperimentConfig
-from tpv.experiments.grid import job_hash, job_settings
+from tpv.experiments.grid import job_hash, job_settings, sources_used
 from tpv.experiments.rows import read_rows  # noqa: F401  (re-exported: the old import path)
 from tpv.tasks.fewshot import subsample
 from tpv.vectors import Origin, SoftPrompt, TaskPromptVector, load, sum_vectors
@@ -238,7 +238,24 @@ class Runner:
         todo = {
             s: [j for idx, j in enumerate(self.jobs(s)) if idx % n == i] for s in stages or STAGES
         }
-        stale = [job for jobs in todo.values() for job in jobs if self.row_state(job) == "stale"]
+        stale = self.check_stale([job for jobs in todo.values() for job in jobs], redo_stale)
+        code = self.start()
+        stale_keys = {(j.stage, j.key) for j in stale}
+        for stage, jobs in todo.items():
+            for j, job in enumerate(jobs):
+                redo = (stage, job.key) in stale_keys
+                if self.row_path(job).exists() and not redo:
+                    counts["skipped"] += 1
+                    continue
+                log.info("[%s %d/%d] %s", stage, j + 1, len(jobs), job.key)
+                self.record(job, redo=redo, code=code)
+                counts["redone" if redo else "done"] += 1
+        return counts
+
+    def check_stale(self, jobs: list[Job], redo_stale: bool) -> list[Job]:
+        """The jobs whose recorded rows were made under other settings; raises StaleRows unless
+        they are to be redone."""
+        stale = [job for job in jobs if self.row_state(job) == "stale"]
         if stale and not redo_stale:
             keys = ", ".join(f"{j.stage}/{j.key}" for j in stale[:5])
             raise StaleRows(
@@ -247,38 +264,43 @@ class Runner:
                 f"{', ...' if len(stale) > 5 else ''}); redo them with --redo-stale, "
                 "or run this config into another out directory"
             )
+        return stale
+
+    def start(self) -> str:
+        """Create the out directory and write the manifest; returns the code commit."""
         self.out.mkdir(parents=True, exist_ok=True)
         code = rowfile.code_commit()
         rowfile.write_manifest(self.out, self.manifest(code))
-        stale_keys = {(j.stage, j.key) for j in stale}
-        for stage, jobs in todo.items():
-            for j, job in enumerate(jobs):
-                path = self.row_path(job)
-                redo = (stage, job.key) in stale_keys
-                if path.exists() and not redo:
-                    counts["skipped"] += 1
-                    continue
-                if redo:
-                    self._discard(job)
-                log.info("[%s %d/%d] %s", stage, j + 1, len(jobs), job.key)
-                start = time.perf_counter()
-                row = getattr(self, f"_run_{stage}")(**job.params)
-                row.update(
-                    stage=stage,
-                    key=job.key,
-                    params=job.params,
-                    seconds=time.perf_counter() - start,
-                    model=self.backbone.name if stage != "floors" else self.cfg.model,
-                    scorer=self.cfg.scorer,
-                    config_sha=self.config_sha,
-                    job_hash=self.job_hash(job),
-                    settings=job_settings(self.cfg, job.stage, job.params),
-                    code_commit=code,
-                    **self._compute(stage),
-                )
-                rowfile.write_json_atomic(path, row)
-                counts["redone" if redo else "done"] += 1
-        return counts
+        return code
+
+    def record(self, job: Job, *, redo: bool = False, code: str = "unknown") -> dict:
+        """Run one job and write its row (atomically); a stale row is thrown away first."""
+        if redo:
+            self._discard(job)
+        start = time.perf_counter()
+        row = getattr(self, f"_run_{job.stage}")(**job.params)
+        row.update(
+            stage=job.stage,
+            key=job.key,
+            params=job.params,
+            seconds=time.perf_counter() - start,
+            model=self.backbone.name if job.stage != "floors" else self.cfg.model,
+            scorer=self.cfg.scorer,
+            config_sha=self.config_sha,
+            job_hash=self.job_hash(job),
+            settings=job_settings(self.cfg, job.stage, job.params),
+            code_commit=code,
+            **self._compute(job.stage),
+        )
+        rowfile.write_json_atomic(self.row_path(job), row)
+        return row
+
+    def waiting_on(self, job: Job) -> list[str]:
+        """The source rows `job` reads that are not recorded yet (keys in rows/sources)."""
+        keys = [
+            f"{t}__o{s}{_lr_tag(lr)}" for t, s, lr in sources_used(self.cfg, job.stage, job.params)
+        ]
+        return [k for k in keys if not rowfile.row_path(self.out, "sources", k).exists()]
 
     def _compute(self, stage: str) -> dict:
         """How the model ran (recorded, not hashed, like the code commit: the report says when
