@@ -136,6 +136,22 @@ def sign_flip(a: Sequence[float], b: Sequence[float]) -> float | None:
     return hits / 2**n
 
 
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Student-t interval of a mean (of paired differences, or of a per-origin quantity);
+    None with fewer than 2 values. No spread gives the point itself."""
+    n = len(values)
+    if n < 2:
+        return None
+    v = np.asarray(values, dtype=float)
+    m, sd = float(v.mean()), float(v.std(ddof=1))
+    if sd == 0:
+        return m, m
+    from scipy.stats import t
+
+    half = float(t.ppf(1 - (1 - level) / 2, n - 1)) * sd / math.sqrt(n)
+    return m - half, m + half
+
+
 # --- multiple comparisons and words ------------------------------------------------------------
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     """Holm's step-down adjusted p-values (None entries are skipped and stay None): the i-th

@@ -125,6 +125,9 @@ def build_report(out: str | Path, dest: str | Path | None = None, plots: bool = 
     by_stage, header = _check_rows(all_rows, manifest, out)
     floors = Floors(by_stage.get("floors", []))
     parts = header
+    from tpv.experiments.report_claims import claims_section
+
+    parts += claims_section(by_stage, floors)
     if by_stage.get("floors"):
         parts += _floors(by_stage["floors"])
     if by_stage.get("sources"):
