@@ -133,3 +133,34 @@ def test_fewshot_claim_is_decided_by_the_validation_arm_only():
     assert "- **Claim 2: holds** (3 holds)." in text
     assert "- **Claim 2 (no selection): context only** (no deciding rows)." in text
     assert "| 2 | t, 10 shots: the sum not worse than attempt:a+b | +0.100 |" in text
+
+
+def test_multitask_compositions_against_joint_tuning_paired_over_origins_with_holm():
+    from scipy.stats import ttest_rel
+
+    from tpv.experiments.report import multitask_comparisons
+
+    sum_t, joint_t = [0.80, 0.82, 0.85], [0.90, 0.93, 0.94]
+    rows = []
+    j100, j600 = "joint(init=origin,steps=100)", "joint(init=origin,steps=600)"
+    for s in range(3):
+        for method, t_score, steps in (("sum", sum_t[s], None), (j100, 0.5, 100),
+                                       (j600, joint_t[s], 600)):  # fmt: skip
+            rows.append({"tasks": ["t", "u"], "method": method, "origin_seed": s,
+                         "test": {"t": t_score, "u": 0.9 + 0.01 * s * (method == "sum")},
+                         "fit": {"steps": steps} if steps else None})  # fmt: skip
+    # Origin 2's source of u does not clear its floor: that origin is left out everywhere.
+    comps = multitask_comparisons(rows, {("u", 2, None): False})
+    against = {c["against"] for c in comps}
+    assert against == {j600}  # the largest budget is the baseline
+    by = {(c["init"], c["shots"]): c for c in comps}
+    t = by[("t+u: sum", "t")]
+    assert t["seeds"] == 2 and t["mean"] == pytest.approx(0.81)
+    p_t = ttest_rel(sum_t[:2], joint_t[:2]).pvalue
+    assert t["p"] == pytest.approx(p_t)
+    # Holm over the 4 comparisons (sum and joint-100, each on t and u).
+    assert len(comps) == 4
+    ranked = sorted(c["p"] for c in comps if c["p"] is not None)
+    assert t["p_holm"] >= t["p"] and min(c["p_holm"] for c in comps if c["p_holm"]) == (
+        pytest.approx(min(1.0, len(ranked) * ranked[0]))
+    )

@@ -435,6 +435,7 @@ def _multitask(
         ),  # fmt: skip
         "",
     ]
+    lines += _comparison_table(multitask_comparisons(rows, flags), unit="origins")
     if excluded:
         lines += [
             f"- Not counted (the source prompt does not clear its floor, or no floor):"
@@ -470,6 +471,61 @@ def _multitask(
             plt.close(fig)
             lines += [f"![kept {combo}](kept_{i}.png)", ""]
     return lines
+
+
+def multitask_groups(rows: list[dict], flags: dict) -> dict[str, dict[str, dict[int, dict]]]:
+    """combination -> method -> origin -> row, leaving out origins where a source prompt does
+    not clear its floor."""
+    out: dict[str, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if any(flags.get((t, r["origin_seed"], None)) is False for t in r["tasks"]):
+            continue
+        out["+".join(r["tasks"])][r["method"]][r["origin_seed"]] = r
+    return out
+
+
+def largest_joint(methods: dict[str, dict[int, dict]]) -> str | None:
+    """The joint multi-task tuning from the origin with the most steps: the honest baseline."""
+    joints = [m for m in methods if m.startswith("joint") and "init=origin" in m]
+    steps = {m: max((r.get("fit") or {}).get("steps") or 0 for r in methods[m].values())
+             for m in joints}  # fmt: skip
+    return max(joints, key=steps.get, default=None)
+
+
+def multitask_comparisons(rows: list[dict], flags: dict) -> list[dict]:
+    """Every composition against joint multi-task tuning from the origin at the largest budget,
+    per combination and task, paired over origins; Holm over the whole list (one table)."""
+    out = []
+    for combo, methods in sorted(multitask_groups(rows, flags).items()):
+        joint = largest_joint(methods)
+        if joint is None:
+            continue
+        for method, by_seed in sorted(methods.items()):
+            if method == joint:
+                continue
+            common = sorted(set(by_seed) & set(methods[joint]))
+            for t in combo.split("+"):
+                a = [by_seed[s]["test"][t] for s in common]
+                b = [methods[joint][s]["test"][t] for s in common]
+                if not common:
+                    continue
+                out.append(
+                    {
+                        "init": f"{combo}: {method}",
+                        "shots": t,
+                        "against": joint,
+                        "mean": statistics.mean(a),
+                        "other_mean": statistics.mean(b),
+                        "diff": statistics.mean(a) - statistics.mean(b),
+                        "p": paired_t(a, b),
+                        "p_sign_flip": sign_flip(a, b),
+                        "seeds": len(common),
+                    }
+                )
+    for c, p_adj in zip(out, holm([c["p"] for c in out]), strict=True):
+        c["p_holm"] = p_adj
+        c["verdict"] = verdict(c["diff"], p_adj)
+    return out
 
 
 def _cost(row: dict, sources: dict[tuple[str, int], dict]) -> tuple[float | None, float | None]:
@@ -556,11 +612,14 @@ def comparisons(
     return out
 
 
-def _comparison_table(rows: list[dict]) -> list[str]:
+def _comparison_table(rows: list[dict], unit: str = "seeds") -> list[str]:
+    """A table of paired comparisons; `unit` says what they are paired over (few-shot: seeds,
+    whose column says init / shots; multi-task: origins, whose column says method / task)."""
     if not rows:
         return []
-    header = ["init", "shots", "against", "means", "diff", "p (paired t)", "p (sign-flip)",
-              "p (Holm)", "verdict", "seeds"]  # fmt: skip
+    first, second = ("init", "shots") if unit == "seeds" else ("method", "task")
+    header = [first, second, "against", "means", "diff", "p (paired t)", "p (sign-flip)",
+              "p (Holm)", "verdict", unit]  # fmt: skip
     body = [
         [
             c["init"],
@@ -577,7 +636,7 @@ def _comparison_table(rows: list[dict]) -> list[str]:
         for c in rows
     ]
     return [
-        f"Paired over seeds; Holm's correction over the {len(rows)} comparisons of this table;"
+        f"Paired over {unit}; Holm's correction over the {len(rows)} comparisons of this table;"
         f" better/worse only where the corrected p is below {ALPHA}.",
         "",
         _table(header, body),
@@ -687,9 +746,7 @@ def _fewshot_table(
             s = score.get((init, k), {})
             mark = " †" if (init, k) in marked else ""
             cells.append(
-                f"{_ms(list(s.values()))} / {_f(_mean(acc.get((init, k), [])))}{mark}"
-                if s
-                else "-"
+                f"{_ms(list(s.values()))} / {_f(_mean(acc.get((init, k), [])))}{mark}" if s else "-"
             )
         table.append([init] + cells)
     oracle = _oracle_single(score, inits, shots)

@@ -121,16 +121,11 @@ def _multitask(rows: list[dict], floors, flags: dict) -> list[dict]:
     (the worst task, per origin) and is not worse than joint multi-task tuning at the largest
     budget; the other compositions' kept fractions as context. Origins where a source does not
     clear its floor are left out."""
-    groups: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
-    for r in rows:
-        if any(flags.get((t, r["origin_seed"], None)) is False for t in r["tasks"]):
-            continue
-        groups[("+".join(r["tasks"]), r["method"])][r["origin_seed"]] = r
+    from tpv.experiments.report import largest_joint, multitask_groups
+
     subs = []
-    for combo in sorted({c for c, _ in groups}):
-        methods = {m: g for (c, m), g in groups.items() if c == combo}
-        joints = [m for m in methods if m.startswith("joint") and "init=origin" in m]
-        joint = max(joints, key=lambda m: _steps(methods[m]), default=None)
+    for combo, methods in sorted(multitask_groups(rows, flags).items()):
+        joint = largest_joint(methods)
         for method, by_seed in sorted(methods.items()):
             if method.startswith("joint"):
                 continue
@@ -154,10 +149,6 @@ def _multitask(rows: list[dict], floors, flags: dict) -> list[dict]:
                     subs.append(_sub("3", f"{combo}, {t}: sum not worse than {joint}",
                                      "not worse", diffs, note=cost))  # fmt: skip
     return subs
-
-
-def _steps(by_seed: dict[int, dict]) -> float:
-    return statistics.mean((r.get("fit") or {}).get("steps") or 0 for r in by_seed.values())
 
 
 def _seconds_ratio(mine: dict[int, dict], joint: dict[int, dict]) -> str:
