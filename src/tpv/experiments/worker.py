@@ -99,8 +99,14 @@ def work(
             job, claim = found
             redo = (job.stage, job.key) in stale
             try:
+                recorded = sum(runner.row_path(j).exists() for j in pending)
                 log.info(
-                    "[worker %d/%d] %s/%s", total - len(pending) + 1, total, job.stage, job.key
+                    "[worker] %s/%s (%d of %d jobs recorded, %d left)",
+                    job.stage,
+                    job.key,
+                    total - len(pending) + recorded,
+                    total,
+                    len(pending) - recorded,
                 )
                 runner.record(job, redo=redo, code=code)
             finally:
