@@ -8,31 +8,17 @@ import pytest
 
 from tpv.experiments import ExperimentConfig, Runner, build_report
 from tpv.experiments.config import STAGES, ConfigError
-from tpv.testing import keyword_task, tiny_llama
+from tpv.testing import keyword_grid_config, keyword_grid_tasks, tiny_llama
 from tpv.vectors import load
 
-TASKS = {
-    "kw": lambda: keyword_task(name="kw", n_train=48, n_val=16, n_test=16),
-    "kw_flip": lambda: keyword_task(
-        name="kw_flip", n_train=48, n_val=16, n_test=16, flip=True, seed=1
-    ),
-    "kw_target": lambda: keyword_task(name="kw_target", n_train=48, n_val=16, n_test=16, seed=2),
-}
+TASKS = keyword_grid_tasks()
 
 
 def _config(out) -> ExperimentConfig:
     return ExperimentConfig.from_dict(
-        {
-            "experiment": {
-                "name": "tiny",
-                "out": str(out),
-                "num_tokens": 4,
-                "origin_seeds": [0, 1],
-                "sources": ["kw", "kw_flip"],
-                "eval_examples": 16,
-            },
-            "train": {"max_steps": 6, "batch_size": 8, "eval_every": 3},
-            "multitask": {
+        keyword_grid_config(
+            out,
+            multitask={
                 "combinations": [["kw", "kw_flip"]],
                 "methods": [
                     "sum",
@@ -44,14 +30,14 @@ def _config(out) -> ExperimentConfig:
                 ],
                 "lambda_grid": [0.0, 0.5, 1.0],
             },
-            "fewshot": {
+            fewshot={
                 "targets": ["kw_target"],
                 "shots": [0, 2],
                 "seeds": [0, 1],
                 "inits": ["random", "tpv:kw+kw_flip", "spot:kw", "suggest:2"],
                 "train": {"max_steps": 4, "batch_size": 4, "eval_every": 2},
             },
-        }
+        )
     )
 
 

@@ -171,6 +171,33 @@ def keyword_task(
     )
 
 
+def keyword_grid_tasks(n_train: int = 48, n_val: int = 16, n_test: int = 16) -> dict:
+    """The tiny experiment grids' tasks by name (factories): two sources that need opposite
+    prompts (kw, kw_flip) and a target of the same kind (kw_target)."""
+    sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
+    return {
+        "kw": lambda: keyword_task(name="kw", **sizes),
+        "kw_flip": lambda: keyword_task(name="kw_flip", flip=True, seed=1, **sizes),
+        "kw_target": lambda: keyword_task(name="kw_target", seed=2, **sizes),
+    }
+
+
+def keyword_grid_config(out, name: str = "tiny", **sections) -> dict:
+    """A tiny experiment grid over keyword_grid_tasks (raw TOML-shaped dict): 4-token prompts,
+    2 origins, 6 source steps; `sections` add or replace [multitask], [fewshot], ..."""
+    return {
+        "experiment": {
+            "name": name,
+            "out": str(out),
+            "num_tokens": 4,
+            "origin_seeds": [0, 1],
+            "sources": ["kw", "kw_flip"],
+            "eval_examples": 16,
+        },
+        "train": {"max_steps": 6, "batch_size": 8, "eval_every": 3},
+    } | sections
+
+
 def phrase_task(n_train: int = 64, n_val: int = 32, n_test: int = 32, seed: int = 0) -> Task:
     """A generation task: write the three words of the hidden keyword's group ("sunny bright
     warm" or "rainy dark cold"), scored by ROUGE-L; a multi-token free-text target that a
