@@ -68,7 +68,7 @@ def report(tmp_path):
     # t/o0 is perfect (interval [1, 1], clears 0.75); t/o1 says "yes" to everything (at floor).
     # Two ways the model ran (tpv.fastpath): the report says the rows mix them.
     _write(out, "sources", "t__o0", source | {"task": "t", "origin_seed": 0, "test": 1.0,
-           "compute_dtype": "bfloat16", "fast_path": True,
+           "compute_dtype": "bfloat16", "fast_path": True, "code_commit": "abc1234",
            "init_test": 0.5, "init_metrics": _metrics(0.5, 0.5),
            "metrics": _metrics(1.0, 1.0, GOLD_T, GOLD_T)}, jobs)  # fmt: skip
     _write(out, "sources", "t__o1", source | {"task": "t", "origin_seed": 1, "test": 0.75,
@@ -116,6 +116,8 @@ def test_report_says_how_the_model_ran_and_that_rows_mix_it(report):
     line = _row(report, "- Model weights in")
     assert "bfloat16: 1 rows; float32, plain path: 1 rows" in line
     assert "mixed" in line
+    line = _row(report, "- Code commits of the rows shown:")
+    assert line.startswith("- Code commits of the rows shown: abc1234: 1 rows; unknown: ")
 
 
 def test_floor_rows(report):

@@ -164,3 +164,17 @@ def test_multitask_compositions_against_joint_tuning_paired_over_origins_with_ho
     assert t["p_holm"] >= t["p"] and min(c["p_holm"] for c in comps if c["p_holm"]) == (
         pytest.approx(min(1.0, len(ranked) * ranked[0]))
     )
+
+
+def test_claims_not_measured_say_why():
+    lines = claims_section({"multitask": [], "cross_origin": [{"task": "t", "from_seed": 0,
+                            "arm": "own", "test": 0.9}]}, _floors())  # fmt: skip
+    text = "\n".join(lines)
+    # t/o0 has no source row: not flagged, so claim 1 has a row (own only: nothing to compare).
+    assert (
+        "- Claim 1: not measured (no comparison: its rows have no pair yet, or their sources"
+        in text
+    )
+    assert "- Claim 2: not measured (no fewshot rows yet)." in text
+    assert "- Claim 3: not measured (no multitask rows yet)." in text
+    assert claims_section({"sources": []}, _floors()) == []

@@ -124,7 +124,7 @@ def build_report(out: str | Path, dest: str | Path | None = None, plots: bool = 
     manifest = read_manifest(out)
     by_stage, header = _check_rows(all_rows, manifest, out)
     floors = Floors(by_stage.get("floors", []))
-    parts = header
+    parts = header if header[-1] == "" else [*header, ""]
     from tpv.experiments.report_claims import claims_section
 
     parts += claims_section(by_stage, floors)
@@ -200,6 +200,16 @@ def _check_rows(
         for r in rs
         if r.get("compute_dtype")
     )
+    commits = Counter(
+        str(r.get("code_commit", "unknown"))[:12] for rs in by_stage.values() for r in rs
+    )
+    if len(commits) > 1:
+        # The manifest names the code of the last run; a grid that ran over days mixes commits.
+        lines += [
+            "- Code commits of the rows shown: "
+            + "; ".join(f"{k}: {v} rows" for k, v in sorted(commits.items()))
+            + " (the manifest's is the latest run's)."
+        ]
     if computed:
         how = "; ".join(f"{k}: {v} rows" for k, v in sorted(computed.items()))
         mixed = " **(mixed: compare rows of one kind only)**" if len(computed) > 1 else ""
