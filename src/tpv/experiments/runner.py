@@ -71,6 +71,9 @@ class Runner:
         self._get_task = get_task
         self._tasks: dict[str, Any] = {}
         self._evaluators: dict[tuple, Any] = {}
+        # The paper arm's lambda search for a (target, init) is the same for every shot count
+        # and seed (one origin, one validation sample): searched once per process.
+        self._lambda_searches: dict[tuple[str, str], merge.SearchResult] = {}
 
     # --- lazily loaded pieces -----------------------------------------------------------------
     @property
@@ -547,9 +550,14 @@ class Runner:
             score = score if lam == "search" else None
             extra["lambda_chosen_on"] = "fixed" if score is None else "validation"
         if score is not None:
-            res = merge.search_lambda(
-                lambda x: score(tau.apply(origin, x))["score"], self.cfg.lambda_grid
-            )
+            key = (target, init)
+            res = self._lambda_searches.get(key) if selection != "none" else None
+            if res is None:
+                res = merge.search_lambda(
+                    lambda x: score(tau.apply(origin, x))["score"], self.cfg.lambda_grid
+                )
+                if selection != "none":
+                    self._lambda_searches[key] = res
             lam, extra["lambda_history"] = res.best, res.history
         extra["lambda"] = float(lam)
         return tau.apply(origin, float(lam)), extra
