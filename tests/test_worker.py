@@ -147,3 +147,14 @@ def test_jobs_lists_states_and_time_left(tmp_path):
     assert lines["cross_origin"] == "0/60 recorded, 5 ready, 55 waiting"
     assert lines["similarity"] == "0/1 recorded, 1 waiting"
     assert res.output.splitlines()[-1].startswith("job time left at the measured rates: ~0.3 h")
+
+
+def test_worker_and_shard_are_exclusive_on_the_command_line():
+    from typer.testing import CliRunner
+
+    from tpv.cli import app
+
+    config = Path(__file__).parents[1] / "configs" / "study.toml"
+    res = CliRunner().invoke(app, ["experiment", "run", str(config), "--worker", "--shard", "0/2"])
+    assert res.exit_code == 2
+    assert "--worker takes jobs as they come: leave out --shard" in res.output
