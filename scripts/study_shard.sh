@@ -53,6 +53,6 @@ while kill -0 "$pid" 2>/dev/null; do
   sleep 300
   commit_rows "$@" || true
 done
-wait "$pid"; rc=$?
+rc=0; wait "$pid" || rc=$?   # (set -e would end the script here before the last commit)
 commit_rows "$@" || true
 exit $rc
