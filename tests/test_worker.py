@@ -158,3 +158,16 @@ def test_worker_and_shard_are_exclusive_on_the_command_line():
     res = CliRunner().invoke(app, ["experiment", "run", str(config), "--worker", "--shard", "0/2"])
     assert res.exit_code == 2
     assert "--worker takes jobs as they come: leave out --shard" in res.output
+
+
+def test_a_worker_refuses_or_redoes_rows_of_other_settings(tmp_path):
+    from tpv.experiments.runner import StaleRows
+
+    runner = grid_worker.runner(tmp_path)
+    floors = runner.jobs("floors")
+    rowfile.write_json_atomic(runner.row_path(floors[0]), {"job_hash": "old", "task": "kw"})
+    with pytest.raises(StaleRows, match="floors/kw"):
+        work(runner, ["floors"])
+    counts = work(runner, ["floors"], redo_stale=True)
+    assert counts == {"done": len(floors) - 1, "skipped": 0, "redone": 1}
+    assert all(runner.row_state(j) == "current" for j in floors)
