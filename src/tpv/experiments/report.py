@@ -322,7 +322,8 @@ def _sources(rows: list[dict], floors: Floors) -> list[str]:
         "",
         "Cells: primary metric / accuracy. A source clears its floor when the lower end of its"
         " bootstrap 95% interval lies above the floor; one that does not is kept out of every"
-        " claim below (multi-task kept fractions).",
+        " claim below (the cross-origin and multi-task sub-claims, the multi-task kept"
+        " fractions and comparisons; few-shot comparisons built on it are marked).",
         "",
         _table(
             [
