@@ -178,3 +178,21 @@ def test_claims_not_measured_say_why():
     assert "- Claim 2: not measured (no fewshot rows yet)." in text
     assert "- Claim 3: not measured (no multitask rows yet)." in text
     assert claims_section({"sources": []}, _floors()) == []
+
+
+def test_claim_1_says_when_tau_alone_keeps_the_score_too():
+    """At a large lr the origin is a small part of the prompt: if tau alone scores as well as
+    tau on its own origin, moving it to another origin proves nothing, and the summary says so."""
+    own = {0: 0.90, 1: 0.91, 2: 0.92}
+    cross = [_cross("t", s, "own", v, s) for s, v in own.items()]
+    cross += [_cross("t", s, "other", v + 0.001 * s, (s + 1) % 3) for s, v in own.items()]
+    cross += [_cross("t", s, "zero", v - 0.002 + 0.001 * s) for s, v in own.items()]
+    text = "\n".join(claims_section({"cross_origin": cross}, _floors()))
+    assert (
+        "- **Claim 1: holds** (1 holds); but tau alone (zero origin) keeps the score too on t:"
+        in text
+    )
+    row = next(x for x in text.splitlines() if x.startswith("| 1 | t: other origin"))
+    assert row.endswith(
+        "| decides | holds; so does tau alone (zero origin): the origin plays no part |"
+    )

@@ -83,8 +83,9 @@ def _cross(rows: list[dict], flags: dict) -> list[dict]:
             common = sorted(set(own) & set(moved))
             if common:
                 diffs = [moved[s] - own[s] for s in common]
-                subs.append(_sub(claim, f"{where}: {label} not worse than own origin",
-                                 "not worse", diffs, role))  # fmt: skip
+                sub = _sub(claim, f"{where}: {label} not worse than own origin",
+                           "not worse", diffs, role)  # fmt: skip
+                subs.append(sub | {"arm": arm, "where": where})
     return subs
 
 
@@ -203,7 +204,9 @@ def claims_section(by_stage: dict[str, list[dict]], floors) -> list[str]:
         for s in items:
             s["verdict"], s["ci"] = decide(s["kind"], s["values"], m)
         overall = combine([s["verdict"] for s in deciding]) if deciding else "context only"
-        summary.append(f"- **Claim {claim}: {overall}** ({_counts(deciding)}).")
+        summary.append(
+            f"- **Claim {claim}: {overall}** ({_counts(deciding)}){_origin_plays_no_part(items)}."
+        )
         for s in items:
             ci = "-" if s["ci"] is None else f"[{s['ci'][0]:+.3f}, {s['ci'][1]:+.3f}]"
             mean = "-" if not s["values"] else f"{statistics.mean(s['values']):+.3f}"
@@ -235,6 +238,25 @@ def claims_section(by_stage: dict[str, list[dict]], floors) -> list[str]:
         _table(["claim", "sub-claim", "mean", "interval", "n", "role", "decision"], body),
         "",
     ]
+
+
+def _origin_plays_no_part(items: list[dict]) -> str:
+    """Claim 1's control: where tau alone (zero origin) is not worse than its own origin either,
+    keeping the score on another origin says nothing about transfer. Marks those rows and
+    returns the summary's qualifier ("" when no task is so)."""
+    trivial = sorted(
+        {s["where"] for s in items if s.get("arm") == "zero" and s["verdict"] == "holds"}
+    )
+    for s in items:
+        if s.get("arm") == "other" and s["where"] in trivial:
+            s["note"] = "so does tau alone (zero origin): the origin plays no part"
+    if not trivial:
+        return ""
+    return (
+        f"; but tau alone (zero origin) keeps the score too on {', '.join(trivial)}: there the"
+        " origin plays no part, and keeping the score on another origin is no evidence of"
+        " transfer"
+    )
 
 
 def _counts(items: list[dict]) -> str:
