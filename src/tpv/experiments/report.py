@@ -437,7 +437,8 @@ def _multitask(
         " counts the floor as kept). Worst kept: the lowest above-floor kept fraction. Cost:"
         " optimiser steps (the sources' [train] steps summed, plus a fit's own steps; joint"
         " from the origin uses no source) and wall seconds (the sources' runs plus the"
-        " composition's search or fit), mean over origins.",
+        " composition's search or fit; a row's seconds count from the job's last start, so a"
+        " source resumed from its checkpoint counts only its last stretch), mean over origins.",
         "",
         _table(
             ["tasks", "method", "lambda / fit", "test per task", "worst kept above floor",
