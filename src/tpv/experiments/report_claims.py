@@ -197,16 +197,17 @@ def claims_section(by_stage: dict[str, list[dict]], floors) -> list[str]:
                 if by_stage.get(stage)
                 else f"no {stage} rows yet"
             )
-            summary.append(f"- Claim {claim}: not measured ({why}).")
+            summary.append((claim, f"- Claim {claim}: not measured ({why})."))
     for claim, items in sorted(by_claim.items()):
         deciding = [s for s in items if s["role"] == "decides"]
         m = len(deciding) or len(items)
         for s in items:
             s["verdict"], s["ci"] = decide(s["kind"], s["values"], m)
         overall = combine([s["verdict"] for s in deciding]) if deciding else "context only"
-        summary.append(
+        line = (
             f"- **Claim {claim}: {overall}** ({_counts(deciding)}){_origin_plays_no_part(items)}."
         )
+        summary.append((claim, line))
         for s in items:
             ci = "-" if s["ci"] is None else f"[{s['ci'][0]:+.3f}, {s['ci'][1]:+.3f}]"
             mean = "-" if not s["values"] else f"{statistics.mean(s['values']):+.3f}"
@@ -217,7 +218,8 @@ def claims_section(by_stage: dict[str, list[dict]], floors) -> list[str]:
                          s["verdict"] + (f"; {s['note']}" if s["note"] else "")])  # fmt: skip
     from tpv.experiments.report import _table
 
-    summary.sort(key=lambda line: line.lstrip("- *").removeprefix("Claim "))
+    # By claim number, the main arm before its variants ("1" before "1 (lr 0.02)").
+    summary = [line for _, line in sorted(summary, key=lambda c: (c[0].split()[0], len(c[0])))]
     return [
         "## The paper's claims at a glance",
         "",
