@@ -196,3 +196,18 @@ def test_claim_1_says_when_tau_alone_keeps_the_score_too():
     assert row.endswith(
         "| decides | holds; so does tau alone (zero origin): the origin plays no part |"
     )
+
+
+def test_a_claim_lists_its_main_arm_before_its_learning_rate_arm():
+    own = {0: 0.90, 1: 0.91, 2: 0.92}
+    cross = []
+    for lr in (None, 0.02):
+        cross += [_cross("t", s, "own", v, s) | {"lr_arm": lr} for s, v in own.items()]
+        cross += [
+            _cross("t", s, "other", v - 0.2 * (lr is not None) + 0.001 * s, (s + 1) % 3)
+            | {"lr_arm": lr}
+            for s, v in own.items()
+        ]
+    lines = [x for x in claims_section({"cross_origin": cross}, _floors()) if "Claim 1" in x]
+    assert lines[0].startswith("- **Claim 1: holds**")
+    assert lines[1].startswith("- **Claim 1 (lr 0.02): fails**")  # a 0.2 drop, every vector
