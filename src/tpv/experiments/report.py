@@ -516,28 +516,35 @@ def multitask_comparisons(rows: list[dict], flags: dict) -> list[dict]:
             if method == joint:
                 continue
             common = sorted(set(by_seed) & set(methods[joint]))
+            if not common:
+                continue
             for t in combo.split("+"):
                 a = [by_seed[s]["test"][t] for s in common]
                 b = [methods[joint][s]["test"][t] for s in common]
-                if not common:
-                    continue
-                out.append(
-                    {
-                        "init": f"{combo}: {method}",
-                        "shots": t,
-                        "against": joint,
-                        "mean": statistics.mean(a),
-                        "other_mean": statistics.mean(b),
-                        "diff": statistics.mean(a) - statistics.mean(b),
-                        "p": paired_t(a, b),
-                        "p_sign_flip": sign_flip(a, b),
-                        "seeds": len(common),
-                    }
-                )
-    for c, p_adj in zip(out, holm([c["p"] for c in out]), strict=True):
+                out.append({"init": f"{combo}: {method}", "shots": t, "against": joint}
+                           | _paired(a, b))  # fmt: skip
+    return _holm_verdicts(out)
+
+
+def _paired(a: list[float], b: list[float]) -> dict:
+    """One paired comparison's numbers (a against b): means, difference, paired t and exact
+    sign-flip p-values (the latter up to 20 pairs), and how many pairs."""
+    return {
+        "mean": statistics.mean(a),
+        "other_mean": statistics.mean(b),
+        "diff": statistics.mean(a) - statistics.mean(b),
+        "p": paired_t(a, b),
+        "p_sign_flip": sign_flip(a, b) if len(a) <= 20 else None,
+        "seeds": len(a),
+    }
+
+
+def _holm_verdicts(comps: list[dict]) -> list[dict]:
+    """Holm over one table's comparisons, and the verdict words from the corrected p."""
+    for c, p_adj in zip(comps, holm([c["p"] for c in comps]), strict=True):
         c["p_holm"] = p_adj
         c["verdict"] = verdict(c["diff"], p_adj)
-    return out
+    return comps
 
 
 def _cost(row: dict, sources: dict[tuple[str, int], dict]) -> tuple[float | None, float | None]:
@@ -605,23 +612,8 @@ def comparisons(
         if not common:
             continue
         a, b = [mine[x] for x in common], [theirs[x] for x in common]
-        out.append(
-            {
-                "init": init,
-                "shots": k,
-                "against": f"{label} ({other})",
-                "mean": statistics.mean(a),
-                "other_mean": statistics.mean(b),
-                "diff": statistics.mean(a) - statistics.mean(b),
-                "p": paired_t(a, b),
-                "p_sign_flip": sign_flip(a, b) if len(a) <= 20 else None,
-                "seeds": len(common),
-            }
-        )
-    for c, p_adj in zip(out, holm([c["p"] for c in out]), strict=True):
-        c["p_holm"] = p_adj
-        c["verdict"] = verdict(c["diff"], p_adj)
-    return out
+        out.append({"init": init, "shots": k, "against": f"{label} ({other})"} | _paired(a, b))
+    return _holm_verdicts(out)
 
 
 def _comparison_table(rows: list[dict], unit: str = "seeds") -> list[str]:
