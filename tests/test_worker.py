@@ -100,7 +100,7 @@ def test_a_worker_waits_for_a_held_source_then_skips_what_the_other_recorded(
         rowfile.write_json_atomic(rowfile.row_path(tmp_path, "sources", "kw__o0"), row)
         claim.release()
 
-    monkeypatch.setattr("tpv.experiments.worker.time.sleep", other_worker_finishes)
+    monkeypatch.setattr("tpv.experiments.worker._wait", other_worker_finishes)
     counts = work(runner, poll_seconds=7)
     assert waits == [7]  # waited once, while the held source was the only way forward
     assert counts["skipped"] == 1 and counts["done"] == len(_rows(serial_out)) - 1

@@ -117,7 +117,7 @@ def work(
         if not pending:
             break
         if held_before or held_by_others(runner.out):
-            time.sleep(poll_seconds)  # another worker is running something we may wait for
+            _wait(poll_seconds)  # another worker is running something we may wait for
             continue
         waits = "; ".join(
             f"{j.stage}/{j.key} needs sources {', '.join(runner.waiting_on(j))}"
@@ -129,6 +129,12 @@ def work(
             "stage for them"
         )
     return counts
+
+
+def _wait(seconds: float) -> None:
+    """The pause between polls (its own name, so a test can stand in for the other worker
+    without patching every caller of time.sleep)."""
+    time.sleep(seconds)
 
 
 def _claim_next(
