@@ -207,9 +207,7 @@ def phrase_task(n_train: int = 64, n_val: int = 32, n_test: int = 32, seed: int 
 
     def loader() -> dict[str, list[Example]]:
         return {
-            split: [
-                Example(ex.fields, label=-1, answers=(phrases[ex.label],)) for ex in rows
-            ]
+            split: [Example(ex.fields, label=-1, answers=(phrases[ex.label],)) for ex in rows]
             for split, rows in base.splits.items()
         }
 

@@ -635,7 +635,7 @@ def _finish(
         vector_to_origin_norm=vector.norm() / max(origin.norm(), 1e-12),
         prompt=tuned,
         vector=vector,
-    )
+    )  # fmt: skip
     if data.test_rows:
         test = data.evaluator(backbone, task, data.test_rows, cfg)
         result.test = test(tuned, model=None)
@@ -717,7 +717,7 @@ def _finish_attempt(
         method=str(cfg.method),
         target_shift_norm=shift,
         mixture=final,
-    )
+    )  # fmt: skip
     if data.test_rows:
         test = data.evaluator(backbone, task, data.test_rows, cfg)
         result.test = test(final, model=None)
@@ -737,6 +737,8 @@ def _finish_attempt(
             (result.test or {}).get("score"),
         )
     return result
+
+
 def _finished_result(out: Path) -> TrainResult:
     """The result of a finished run, read back from its directory (--resume with nothing to do)."""
     m = json.loads((out / rundir.FINISHED_MARK).read_text(encoding="utf-8"))

@@ -261,9 +261,7 @@ def compose_cmd(
         out.stem,
         asdict(cfg) | {"tasks": list(task), "vectors": list(vectors)},
     )
-    res = fit_multitask(
-        backbone, o, vs, tasks, lambda p: mean_score(evs, p), cfg, tracker=tracker
-    )
+    res = fit_multitask(backbone, o, vs, tasks, lambda p: mean_score(evs, p), cfg, tracker=tracker)
     tracker.finish()
     path = res.prompt.save(out)
     result = res.as_dict() | {"out": str(path)}

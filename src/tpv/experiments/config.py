@@ -301,9 +301,7 @@ class ExperimentConfig:
                 )
             lr = arm.get("lr")
             if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
-                raise ConfigError(
-                    f"{where}: [cross_origin] lr_arms lr {lr!r}: a positive number"
-                )
+                raise ConfigError(f"{where}: [cross_origin] lr_arms lr {lr!r}: a positive number")
             if float(lr) == float(self.train.get("lr", 0.3)) or float(lr) in seen:
                 raise ConfigError(
                     f"{where}: [cross_origin] lr_arms lr {lr}: repeats [train] lr or another arm"
@@ -349,7 +347,7 @@ class ExperimentConfig:
         lam = self.fewshot_none_lambda
         if lam != "shots" and (isinstance(lam, bool) or not isinstance(lam, int | float)):
             raise ConfigError(
-                f"{where}: [fewshot] none_lambda {lam!r}: \"shots\" (searched on the k shots) "
+                f'{where}: [fewshot] none_lambda {lam!r}: "shots" (searched on the k shots) '
                 "or a number"
             )
         if self.fewshot_lambda != "search" and (
@@ -357,5 +355,5 @@ class ExperimentConfig:
             or not isinstance(self.fewshot_lambda, int | float)
         ):
             raise ConfigError(
-                f"{where}: [fewshot] lambda {self.fewshot_lambda!r}: \"search\" or a number"
+                f'{where}: [fewshot] lambda {self.fewshot_lambda!r}: "search" or a number'
             )

@@ -427,6 +427,8 @@ def _multitask(
                 _cost_cell([_cost(r, main_sources) for r in rs]),
             ]
         )
+    columns = ["tasks", "method", "lambda / fit", "test per task", "worst kept above floor",
+               "cost (steps; s)"]  # fmt: skip
     lines = [
         "## Multi-task prompts by combination (claim 3)",
         "",
@@ -440,11 +442,7 @@ def _multitask(
         " composition's search or fit; a row's seconds count from the job's last start, so a"
         " source resumed from its checkpoint counts only its last stretch), mean over origins.",
         "",
-        _table(
-            ["tasks", "method", "lambda / fit", "test per task", "worst kept above floor",
-             "cost (steps; s)"],
-            table,
-        ),  # fmt: skip
+        _table(columns, table),
         "",
     ]
     lines += _comparison_table(multitask_comparisons(rows, flags), unit="origins")

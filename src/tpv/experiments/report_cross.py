@@ -158,19 +158,15 @@ def cross_section(rows: list[dict], floors: Floors, source_rows: list[dict]) -> 
                         _ms(changes),
                     ]
                 )
-        ratios = "; ".join(
-            f"{t} {_source_ratio(source_rows, t, lr)}" for t in sorted(by_task)
-        )
+        columns = ["task", "applied to", "rows", "floor", "score / accuracy", "95% interval",
+                   "norm ratio", "prompt change"]  # fmt: skip
+        ratios = "; ".join(f"{t} {_source_ratio(source_rows, t, lr)}" for t in sorted(by_task))
         lines += [
             _arm_title(lr, source_rows),
             "",
             f"norm(tau)/norm(origin) of the source vectors: {ratios}.",
             "",
-            _table(
-                ["task", "applied to", "rows", "floor", "score / accuracy", "95% interval",
-                 "norm ratio", "prompt change"],
-                table,
-            ),  # fmt: skip
+            _table(columns, table),
             "",
         ]
         lines += _comparison_lines(cross_comparisons(by_task))
@@ -195,17 +191,14 @@ def _comparison_lines(comps: list[dict]) -> list[str]:
         for c in comps
     ]
     tested = sum(c["p"] is not None for c in comps)
+    columns = ["task", "comparison", "means", "diff", "p (paired t)", "p (sign-flip)", "p (Holm)",
+               "verdict", "vectors"]  # fmt: skip
     return [
-        f"Paired over the vectors (one per origin it was trained from; \"other\" averages the"
+        f'Paired over the vectors (one per origin it was trained from; "other" averages the'
         f" origins it was moved to); Holm's correction over the {tested} tested comparisons of"
         f" this table; better/worse only where the corrected p is below {ALPHA}; fewer than"
         f" {MIN_PAIRS} vectors are not tested.",
         "",
-        _table(
-            ["task", "comparison", "means", "diff", "p (paired t)", "p (sign-flip)", "p (Holm)",
-             "verdict", "vectors"],
-            body,
-        ),  # fmt: skip
+        _table(columns, body),
         "",
     ]
-

@@ -314,7 +314,7 @@ MATH_HUB = {4: "AI-MO/aimo-validation-math-level-4", 5: "AI-MO/aimo-validation-m
 MATH_SIZES = (500, 200)  # test, validation; train is the rest
 SQUAD_TEMPLATE = (
     "Answer the question with a short span copied from the context. If the context does not "
-    f"answer it, reply only \"{NO_ANSWER}\".\ncontext: {{context}}\nquestion: {{question}}\nanswer:"
+    f'answer it, reply only "{NO_ANSWER}".\ncontext: {{context}}\nquestion: {{question}}\nanswer:'
 )
 MATH_TEMPLATE = "Solve the math problem. Reply only the final answer.\nproblem: {problem}\nanswer:"
 GENERATION_MAX_NEW_TOKENS = 32
