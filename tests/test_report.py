@@ -114,10 +114,11 @@ def test_report_names_its_config_and_marks_missing_and_stale_rows(report):
 
 def test_report_says_how_the_model_ran_and_that_rows_mix_it(report):
     line = _row(report, "- Model weights in")
-    assert "bfloat16: 1 rows; float32, plain path: 1 rows" in line
+    assert "bfloat16: 1 row; float32, plain path: 1 row" in line
     assert "mixed" in line
     line = _row(report, "- Code commits of the rows shown:")
-    assert line.startswith("- Code commits of the rows shown: abc1234: 1 rows; unknown: ")
+    # Most rows first; one row is "1 row".
+    assert line.startswith("- Code commits of the rows shown: unknown: 28 rows; abc1234: 1 row (")
 
 
 def test_floor_rows(report):
