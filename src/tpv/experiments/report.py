@@ -56,7 +56,7 @@ def _chosen_cell(rows: list[dict]) -> str:
     return _lambda_cell([r["lambda"] for r in rows])
 
 
-def _rows(n: int) -> str:
+def _n_rows(n: int) -> str:
     return f"{n} row" + ("" if n == 1 else "s")
 
 
@@ -211,11 +211,11 @@ def _check_rows(
         # The manifest names the code of the last run; a grid that ran over days mixes commits.
         lines += [
             "- Code commits of the rows shown: "
-            + "; ".join(f"{k}: {_rows(v)}" for k, v in commits.most_common())
+            + "; ".join(f"{k}: {_n_rows(v)}" for k, v in commits.most_common())
             + " (the manifest's is the latest run's)."
         ]
     if computed:
-        how = "; ".join(f"{k}: {_rows(v)}" for k, v in sorted(computed.items()))
+        how = "; ".join(f"{k}: {_n_rows(v)}" for k, v in sorted(computed.items()))
         mixed = " **(mixed: compare rows of one kind only)**" if len(computed) > 1 else ""
         lines += [f"- Model weights in {how}{mixed} (tpv.fastpath)."]
     if missing:
