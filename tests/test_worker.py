@@ -63,8 +63,9 @@ def test_two_worker_processes_share_the_grid_and_match_a_serial_run(tmp_path, se
     a, b = _worker(tmp_path), _worker(tmp_path)
     ca, cb = _counts(a), _counts(b)
     total = serial_counts["done"]
-    # Every job ran exactly once, and both workers ran some.
-    assert ca["done"] + cb["done"] == total and ca["done"] > 0 and cb["done"] > 0
+    # Every job ran exactly once. Which worker ran how many is up to the scheduler: on a
+    # fresh clone one process finished all 24 tiny jobs before the other had imported torch.
+    assert ca["done"] + cb["done"] == total
     assert ca["done"] + ca["skipped"] == total and cb["done"] + cb["skipped"] == total
     mine, theirs = _rows(tmp_path), _rows(serial_out)
     assert mine.keys() == theirs.keys()
