@@ -164,6 +164,7 @@ def test_fewshot_cells_keep_accuracy_and_comparisons_are_holm_corrected(report):
         ("suggest:2", "oracle single source (spot:t)", SUGGEST, SPOT),
         ("suggest:2", "random (random)", SUGGEST, RANDOM),
     ]
+    assert "Holm's correction over the 5 comparisons of this table" in report
     p = [float(ttest_rel(a, b).pvalue) for _, _, a, b in pairs]
     order = sorted(range(5), key=lambda i: p[i])
     adj, running = [0.0] * 5, 0.0

@@ -56,8 +56,9 @@ def _chosen_cell(rows: list[dict]) -> str:
     return _lambda_cell([r["lambda"] for r in rows])
 
 
-def _n_rows(n: int) -> str:
-    return f"{n} row" + ("" if n == 1 else "s")
+def _count(n: int, noun: str) -> str:
+    """'1 row', '2 rows': a count with its noun in the right number."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -211,11 +212,11 @@ def _check_rows(
         # The manifest names the code of the last run; a grid that ran over days mixes commits.
         lines += [
             "- Code commits of the rows shown: "
-            + "; ".join(f"{k}: {_n_rows(v)}" for k, v in commits.most_common())
+            + "; ".join(f"{k}: {_count(v, 'row')}" for k, v in commits.most_common())
             + " (the manifest's is the latest run's)."
         ]
     if computed:
-        how = "; ".join(f"{k}: {_n_rows(v)}" for k, v in sorted(computed.items()))
+        how = "; ".join(f"{k}: {_count(v, 'row')}" for k, v in sorted(computed.items()))
         mixed = " **(mixed: compare rows of one kind only)**" if len(computed) > 1 else ""
         lines += [f"- Model weights in {how}{mixed} (tpv.fastpath)."]
     if missing:
@@ -642,8 +643,8 @@ def _comparison_table(rows: list[dict], unit: str = "seeds") -> list[str]:
         for c in rows
     ]
     return [
-        f"Paired over {unit}; Holm's correction over the {len(rows)} comparisons of this table;"
-        f" better/worse only where the corrected p is below {ALPHA}.",
+        f"Paired over {unit}; Holm's correction over the {_count(len(rows), 'comparison')} of"
+        f" this table; better/worse only where the corrected p is below {ALPHA}.",
         "",
         _table(header, body),
         "",
